@@ -1,0 +1,39 @@
+//! Command-line interface. Flags override every other settings layer.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+
+use crate::settings::{LogFormat, Overrides};
+
+/// Command-line arguments. `about` and `version` come from Cargo.toml.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (TOML). Without it, config/default.toml is read if present.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// HTTP listen address, such as 127.0.0.1:8080. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Log output format.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Validate the configuration, print the effective settings and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Cli {
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.clone(),
+            listen: self.listen,
+            log_format: self.log_format,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Middleware applied to every request: a tracing span with a request id,
+//! and for the service's own routes a concurrency limit that refuses excess
+//! requests (503 + `Retry-After`) instead of queueing them, plus the request
+//! timeout from [`crate::timeouts`].
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderName, HeaderValue, StatusCode},
+    middleware::Next,
+    response::Response,
+};
+use tokio::{sync::Semaphore, time::Instant};
+use tracing::{Instrument, field};
+
+use super::{error_response, unavailable};
+use crate::settings::HttpSettings;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps each request in an `http.request` span. The request id comes from
+/// the caller's `x-request-id` header, or is generated, and is echoed back.
+pub async fn trace(mut request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|value| !value.is_empty() && value.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("invalid"))
+        });
+    request.headers_mut().insert(REQUEST_ID, request_id.clone());
+
+    let span = tracing::info_span!(
+        "http.request",
+        request.id = request_id.to_str().unwrap_or_default(),
+        http.method = %request.method(),
+        url.path = request.uri().path(),
+        response.status = field::Empty,
+        duration_ms = field::Empty,
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    span.record("response.status", status.as_u16());
+    span.record("duration_ms", elapsed_ms);
+    span.in_scope(|| {
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!("request failed");
+        } else {
+            tracing::debug!("request finished");
+        }
+    });
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}
+
+/// Shared state of [`limit`].
+#[derive(Debug, Clone)]
+pub struct Limits {
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    retry_after_secs: u64,
+}
+
+impl Limits {
+    #[must_use]
+    pub fn new(http: &HttpSettings, timeout: Duration) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(http.max_concurrent_requests)),
+            timeout,
+            retry_after_secs: http.retry_after_secs,
+        }
+    }
+}
+
+/// Runs the request if a concurrency permit is free, under the request
+/// timeout. Without a free permit the request is refused at once: a queue
+/// here would only add latency and memory while the service is saturated.
+pub async fn limit(State(limits): State<Limits>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = limits.permits.try_acquire_owned() else {
+        tracing::debug!("request refused, concurrency limit reached");
+        return unavailable(
+            limits.retry_after_secs,
+            "too many concurrent requests, retry later",
+        );
+    };
+    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => {
+            tracing::warn!(timeout_ms = limits.timeout.as_millis(), "request timed out");
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+        }
+    }
+}

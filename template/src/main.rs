@@ -1,0 +1,66 @@
+//! The binary edge: command line in, exit code out.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use {{crate_name}}::{Exit, Settings, cli::Cli, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.overrides()) {
+        Ok(settings) => settings,
+        Err(error) => return fail(Exit::ConfigError, &error.into()),
+    };
+    if cli.check_config {
+        return print_settings(&settings);
+    }
+    if let Err(error) = telemetry::init(&settings.log) {
+        return fail(Exit::ConfigError, &error.into());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let error = anyhow::Error::new(error).context("cannot start the Tokio runtime");
+            return fail(Exit::RuntimeFailure, &error);
+        }
+    };
+    let exit = match runtime.block_on({{crate_name}}::run(settings)) {
+        Ok(stopped) => stopped.exit(),
+        Err(error) => fail_exit(Exit::RuntimeFailure, &error.into()),
+    };
+    // After a forced exit or an exceeded deadline, blocking work may still
+    // hold runtime threads: leave without waiting for them.
+    runtime.shutdown_background();
+    exit.into()
+}
+
+fn fail(exit: Exit, error: &anyhow::Error) -> ExitCode {
+    fail_exit(exit, error).into()
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "the binary edge reports fatal errors on stderr"
+)]
+fn fail_exit(exit: Exit, error: &anyhow::Error) -> Exit {
+    eprintln!("error: {error:#}");
+    exit
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "--check-config prints the effective settings"
+)]
+fn print_settings(settings: &Settings) -> ExitCode {
+    match toml::to_string(settings) {
+        Ok(text) => {
+            println!("{text}");
+            Exit::Clean.into()
+        }
+        Err(error) => fail(Exit::RuntimeFailure, &error.into()),
+    }
+}

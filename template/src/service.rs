@@ -1,0 +1,253 @@
+//! The service lifecycle: bind, run until asked to stop, then drain in
+//! phases within a deadline.
+//!
+//! Drain phases, in order:
+//! 1. readiness turns to 503 and intake refuses new work;
+//! 2. after `shutdown.readiness_delay_ms` the listener closes;
+//! 3. accepted work finishes, until `shutdown.grace_ms` after the start;
+//! 4. at the deadline what is left is cancelled (and logged), the tasks get a
+//!    short margin to record that, and the service returns.
+//!
+//! A forced shutdown (second signal) returns at once from any phase.
+
+use std::{io, net::SocketAddr, time::Duration};
+
+use tokio::{net::TcpListener, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    exit::Exit,
+    http,
+    settings::{Settings, duration_ms},
+    shutdown::Shutdown,
+    tasks::{BoxError, Context, TaskFailure, Tasks},
+};
+
+/// Time that cancelled work gets, after the deadline, to log its outcome.
+pub const CANCEL_MARGIN: Duration = Duration::from_millis(500);
+
+/// How the service stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every accepted piece of work finished.
+    Drained,
+    /// The grace ran out and the rest was cancelled.
+    DeadlineExceeded,
+    /// Shutdown was forced before the drain finished.
+    Forced,
+}
+
+impl Stopped {
+    #[must_use]
+    pub const fn exit(self) -> Exit {
+        match self {
+            Self::Drained => Exit::Clean,
+            Self::DeadlineExceeded => Exit::DeadlineExceeded,
+            Self::Forced => Exit::Forced,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {address} (check http.listen and that the port is free)")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot install the signal handlers")]
+    Signals(#[source] io::Error),
+    #[error("cannot start the service")]
+    Start(#[source] BoxError),
+    #[error(transparent)]
+    Task(#[from] TaskFailure),
+}
+
+/// A service bound to its listen address, not yet running.
+pub struct Service {
+    settings: Settings,
+    listener: TcpListener,
+    address: SocketAddr,
+}
+
+impl Service {
+    /// Binds the HTTP listener, so the address (port 0 included) is known
+    /// before the service runs.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(settings: Settings) -> Result<Self, RunError> {
+        let requested = settings.http.listen;
+        let bind_error = |source| RunError::Bind {
+            address: requested,
+            source,
+        };
+        let listener = TcpListener::bind(requested).await.map_err(bind_error)?;
+        let address = listener.local_addr().map_err(bind_error)?;
+        Ok(Self {
+            settings,
+            listener,
+            address,
+        })
+    }
+
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Runs until `shutdown` is requested (or a subsystem fails), then drains.
+    ///
+    /// # Errors
+    /// When the service cannot start, or a subsystem failed or panicked.
+    pub async fn run(self, shutdown: Shutdown) -> Result<Stopped, RunError> {
+        let Self {
+            settings,
+            listener,
+            address,
+        } = self;
+        let draining = shutdown.drain_token();
+        let abandon = CancellationToken::new();
+        let stop_accepting = CancellationToken::new();
+        let mut tasks = Tasks::default();
+
+        let routes = crate::{{service_type}}::start(&mut Context {
+            settings: &settings,
+            draining: draining.clone(),
+            abandon: abandon.clone(),
+            tasks: &mut tasks,
+        })
+        .map_err(RunError::Start)?;
+        let app = http::router(routes, &settings, draining);
+        let server_stop = stop_accepting.clone();
+        tasks.spawn("http server", async move {
+            http::serve(listener, app, server_stop)
+                .await
+                .map_err(Into::into)
+        });
+        tracing::info!(%address, service.kind = "{{service_type}}", "ready");
+
+        let mut failures = Vec::new();
+        tokio::select! {
+            biased;
+            () = shutdown.requested() => {}
+            Some((name, result)) = tasks.join_next() => {
+                let failure = result.err().unwrap_or(TaskFailure::EndedEarly { name });
+                tracing::error!(error = %failure, "subsystem stopped, shutting down");
+                failures.push(failure);
+                shutdown.request();
+            }
+        }
+
+        let drain = Drain {
+            shutdown: &shutdown,
+            settings: &settings,
+            stop_accepting: &stop_accepting,
+            abandon: &abandon,
+        };
+        let stopped = drain.run(&mut tasks, &mut failures).await;
+        match failures.into_iter().next() {
+            Some(failure) => Err(failure.into()),
+            None => Ok(stopped),
+        }
+    }
+}
+
+struct Drain<'a> {
+    shutdown: &'a Shutdown,
+    settings: &'a Settings,
+    stop_accepting: &'a CancellationToken,
+    abandon: &'a CancellationToken,
+}
+
+impl Drain<'_> {
+    async fn run(&self, tasks: &mut Tasks, failures: &mut Vec<TaskFailure>) -> Stopped {
+        let started = Instant::now();
+        let grace = self.settings.shutdown.grace();
+        let deadline = started + grace;
+        tracing::info!(
+            phase = "readiness",
+            grace_ms = duration_ms(grace),
+            "shutdown started, not ready"
+        );
+
+        tokio::select! {
+            biased;
+            () = self.shutdown.forced() => return Stopped::Forced,
+            () = tokio::time::sleep(self.settings.shutdown.readiness_delay()) => {}
+        }
+        self.stop_accepting.cancel();
+        tracing::info!(
+            phase = "listener_closed",
+            duration_ms = elapsed_ms(started),
+            "listener closed, finishing accepted work"
+        );
+
+        match self.wait_for_tasks(tasks, deadline, failures).await {
+            Waited::AllEnded => {
+                tracing::info!(
+                    phase = "drained",
+                    duration_ms = elapsed_ms(started),
+                    "drain complete"
+                );
+                return Stopped::Drained;
+            }
+            Waited::Forced => return Stopped::Forced,
+            Waited::DeadlinePassed => {}
+        }
+
+        tracing::warn!(
+            phase = "deadline",
+            still_running = ?tasks.running(),
+            "drain deadline exceeded, cancelling remaining work"
+        );
+        self.abandon.cancel();
+        match self
+            .wait_for_tasks(tasks, deadline + CANCEL_MARGIN, failures)
+            .await
+        {
+            Waited::AllEnded => {}
+            Waited::Forced => return Stopped::Forced,
+            Waited::DeadlinePassed => {
+                tracing::error!(abandoned = ?tasks.running(), "tasks ignored cancellation, aborting them");
+                tasks.abort_all();
+            }
+        }
+        Stopped::DeadlineExceeded
+    }
+
+    /// Waits for every task to end, recording failures, until `deadline`.
+    async fn wait_for_tasks(
+        &self,
+        tasks: &mut Tasks,
+        deadline: Instant,
+        failures: &mut Vec<TaskFailure>,
+    ) -> Waited {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.forced() => return Waited::Forced,
+                () = tokio::time::sleep_until(deadline) => return Waited::DeadlinePassed,
+                next = tasks.join_next() => match next {
+                    None => return Waited::AllEnded,
+                    Some((_, Ok(()))) => {}
+                    Some((_, Err(failure))) => {
+                        tracing::error!(error = %failure, "subsystem failed during the drain");
+                        failures.push(failure);
+                    }
+                },
+            }
+        }
+    }
+}
+
+enum Waited {
+    AllEnded,
+    DeadlinePassed,
+    Forced,
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    duration_ms(since.elapsed())
+}

@@ -1,0 +1,334 @@
+//! Typed settings, loaded in layers and validated before anything starts.
+//!
+//! Precedence, lowest first: the built-in defaults ([`Settings::default`]),
+//! the config file, environment variables named `{ENV_PREFIX}_SECTION__KEY`,
+//! then command-line flags (and `RUST_LOG` for `log.level`). Every layer is
+//! checked against the known keys and every value is range-checked, so a typo
+//! or a bad value stops start-up with a message that names the key and the
+//! layer it came from, instead of being ignored or replaced by a default.
+
+mod layers;
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+pub use self::layers::{Origin, SettingsError};
+use crate::timeouts;
+
+/// Prefix of every environment variable the service reads its settings from.
+pub const ENV_PREFIX: &str = "{{crate_name | shouty_snake_case}}";
+
+/// Config file read when `--config` is not given. It is optional: without it
+/// the built-in defaults apply.
+pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+
+/// The port in the default listen address, chosen when the project was generated.
+pub const DEFAULT_PORT: u16 = {{http_port}};
+
+/// Everything the service can be configured with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub log: LogSettings,
+    pub http: HttpSettings,
+    pub timeouts: timeouts::Timeouts,
+    pub shutdown: ShutdownSettings,
+    pub {{service_type}}: crate::{{service_type}}::Settings,
+}
+
+/// What the command line can override, on top of every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// A config file that must exist; without it [`DEFAULT_CONFIG_FILE`] is
+    /// read if present.
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    /// Loads the settings from every layer, reading the process environment.
+    ///
+    /// # Errors
+    /// A [`SettingsError`] naming the key, the layer it came from and what
+    /// would be valid.
+    pub fn load(overrides: &Overrides) -> Result<Self, SettingsError> {
+        layers::load(overrides, std::env::vars())
+    }
+
+    /// Loads the settings with `env` standing in for the process environment,
+    /// so tests never have to mutate it.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_with_env(
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        layers::load(overrides, env)
+    }
+
+    /// Collects every out-of-range value, so one start-up reports them all.
+    fn validate(&self, problems: &mut Problems) {
+        self.log.validate(problems);
+        self.http.validate(problems);
+        self.timeouts.validate(problems);
+        self.shutdown.validate(problems);
+        self.{{service_type}}.validate(problems);
+    }
+}
+
+/// Out-of-range values found by validation, each with its dotted key.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    /// Records that `key` holds an invalid value; `reason` says what is valid.
+    pub fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push((key.into(), reason.into()));
+    }
+
+    /// Records a problem unless `value` is at least 1.
+    pub fn require_positive(&mut self, key: &str, value: u64) {
+        if value == 0 {
+            self.add(key, "must be at least 1");
+        }
+    }
+
+    fn into_inner(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Filter directives such as `info` or `info,my_crate=debug`.
+    /// `RUST_LOG`, when set, replaces this value.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl LogSettings {
+    fn validate(&self, problems: &mut Problems) {
+        if let Err(error) = tracing_subscriber::filter::Targets::from_str(&self.level) {
+            problems.add(
+                "log.level",
+                format!("is not a valid filter ({error}); use directives such as \"info\" or \"warn,my_crate=debug\""),
+            );
+        }
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address the HTTP server binds. Port 0 picks any free port.
+    pub listen: SocketAddr,
+    /// Requests handled at once; more are refused with 503 and `Retry-After`
+    /// instead of queueing without bound.
+    pub max_concurrent_requests: usize,
+    /// Seconds a refused client is asked to wait (`Retry-After`).
+    pub retry_after_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            max_concurrent_requests: 512,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+impl HttpSettings {
+    fn validate(&self, problems: &mut Problems) {
+        if self.max_concurrent_requests == 0 {
+            problems.add("http.max_concurrent_requests", "must be at least 1");
+        }
+        problems.require_positive("http.retry_after_secs", self.retry_after_secs);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// How long accepted work may take to finish once shutdown starts. What
+    /// is still running then is cancelled and the exit code says so.
+    pub grace_ms: u64,
+    /// How long readiness reports 503 before the listener closes, so a load
+    /// balancer stops routing here before connections are refused.
+    pub readiness_delay_ms: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            grace_ms: duration_ms(timeouts::SHUTDOWN_GRACE),
+            readiness_delay_ms: 0,
+        }
+    }
+}
+
+impl ShutdownSettings {
+    #[must_use]
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+
+    #[must_use]
+    pub fn readiness_delay(&self) -> Duration {
+        Duration::from_millis(self.readiness_delay_ms)
+    }
+
+    fn validate(&self, problems: &mut Problems) {
+        problems.require_positive("shutdown.grace_ms", self.grace_ms);
+        if self.readiness_delay_ms >= self.grace_ms {
+            problems.add(
+                "shutdown.readiness_delay_ms",
+                format!(
+                    "must be shorter than shutdown.grace_ms ({} ms), or no time is left to drain",
+                    self.grace_ms
+                ),
+            );
+        }
+    }
+}
+
+/// A duration as whole milliseconds, the unit every `*_ms` setting uses.
+#[must_use]
+pub fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], overrides: &Overrides) -> Result<Settings, SettingsError> {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Settings::load_with_env(overrides, env)
+    }
+
+    fn no_file() -> Overrides {
+        Overrides {
+            config_file: None,
+            ..Overrides::default()
+        }
+    }
+
+    fn env_var(key: &str) -> String {
+        format!("{ENV_PREFIX}_{key}")
+    }
+
+    #[test]
+    fn shipped_config_file_matches_the_built_in_defaults() {
+        let shipped: Settings = toml::from_str(include_str!("../config/default.toml"))
+            .expect("config/default.toml parses into Settings");
+        assert_eq!(
+            shipped,
+            Settings::default(),
+            "config/default.toml and Settings::default() disagree"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut problems = Problems::default();
+        Settings::default().validate(&mut problems);
+        assert!(problems.0.is_empty(), "{:?}", problems.0);
+    }
+
+    #[test]
+    fn environment_overrides_defaults_and_flags_override_environment() {
+        let settings = load(&[(&env_var("HTTP__LISTEN"), "127.0.0.1:9000")], &no_file()).unwrap();
+        assert_eq!(settings.http.listen, "127.0.0.1:9000".parse().unwrap());
+
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..no_file()
+        };
+        let settings = load(&[(&env_var("HTTP__LISTEN"), "127.0.0.1:9000")], &flags).unwrap();
+        assert_eq!(settings.http.listen, "127.0.0.1:9001".parse().unwrap());
+    }
+
+    #[test]
+    fn rust_log_replaces_the_configured_level() {
+        let settings = load(&[("RUST_LOG", "warn")], &no_file()).unwrap();
+        assert_eq!(settings.log.level, "warn");
+    }
+
+    #[test]
+    fn unknown_environment_key_names_the_variable() {
+        let variable = env_var("HTTP__LISTNE");
+        let error = load(&[(&variable, "x")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("http.listne"), "{error}");
+        assert!(error.contains(&variable), "{error}");
+        assert!(
+            error.contains("listen"),
+            "should list the valid keys: {error}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_origin() {
+        let variable = env_var("SHUTDOWN__GRACE_MS");
+        let error = load(&[(&variable, "soon")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("shutdown.grace_ms"), "{error}");
+        assert!(error.contains(&variable), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_origin_and_valid_range() {
+        let variable = env_var("HTTP__MAX_CONCURRENT_REQUESTS");
+        let error = load(&[(&variable, "0")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("http.max_concurrent_requests"), "{error}");
+        assert!(error.contains(&variable), "{error}");
+        assert!(error.contains("at least 1"), "{error}");
+    }
+
+    #[test]
+    fn invalid_rust_log_is_reported_as_rust_log() {
+        let error = load(&[("RUST_LOG", "info,=nonsense=")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("RUST_LOG"), "{error}");
+    }
+
+    #[test]
+    fn missing_explicit_config_file_is_an_error() {
+        let overrides = Overrides {
+            config_file: Some(PathBuf::from("does/not/exist.toml")),
+            ..Overrides::default()
+        };
+        let error = load(&[], &overrides).unwrap_err().to_string();
+        assert!(error.contains("does/not/exist.toml"), "{error}");
+    }
+}

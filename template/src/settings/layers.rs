@@ -1,0 +1,297 @@
+//! Reading the settings layers and turning failures into errors that say
+//! which key, in which layer, and what would be valid.
+
+use std::{fmt, path::PathBuf};
+
+use config::{Config, ConfigError, Environment, File, FileFormat, Map, Source, Value, ValueKind};
+
+use super::{DEFAULT_CONFIG_FILE, ENV_PREFIX, Overrides, Problems, Settings};
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    /// The service's prefixed environment variables.
+    Environment,
+    /// `RUST_LOG`, which replaces `log.level`.
+    RustLog,
+    Flag(&'static str),
+}
+
+impl Origin {
+    /// Describes where `key` was set in this layer, down to the variable name.
+    fn describe(&self, key: &str) -> String {
+        match self {
+            Self::Default => "built-in default".to_owned(),
+            Self::File(path) => format!("config file {}", path.display()),
+            Self::Environment => format!("environment variable {}", env_var_for(key)),
+            Self::RustLog => "environment variable RUST_LOG".to_owned(),
+            Self::Flag(flag) => format!("command-line flag {flag}"),
+        }
+    }
+}
+
+/// The environment variable that sets `key`, e.g. `http.listen` ->
+/// `PREFIX_HTTP__LISTEN`.
+#[must_use]
+pub fn env_var_for(key: &str) -> String {
+    format!("{ENV_PREFIX}_{}", key.replace('.', "__").to_uppercase())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("unknown setting `{key}` (from {origin}); valid keys here: {valid}")]
+    UnknownKey {
+        key: String,
+        origin: String,
+        valid: String,
+    },
+    #[error("invalid setting `{key}` (from {origin}): {reason}")]
+    Invalid {
+        key: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("{}", list(.0))]
+    Several(Vec<SettingsError>),
+    #[error("config file {path} could not be read: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("settings could not be loaded: {0}")]
+    Other(String),
+}
+
+fn list(errors: &[SettingsError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|error| format!("  - {error}")).collect();
+    format!("{} invalid settings:\n{}", errors.len(), lines.join("\n"))
+}
+
+struct Layer {
+    origin: Origin,
+    config: Config,
+}
+
+pub(super) fn load(
+    overrides: &Overrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, SettingsError> {
+    let env: Map<String, String> = env.into_iter().collect();
+    let layers = read_layers(overrides, &env)?;
+    reject_unknown_keys(&layers)?;
+
+    let mut merged = Config::builder();
+    for layer in &layers {
+        merged = merged.add_source(layer.config.clone());
+    }
+    let merged = merged
+        .build()
+        .map_err(|error| SettingsError::Other(error.to_string()))?;
+    let settings: Settings = merged
+        .try_deserialize()
+        .map_err(|error| deserialize_error(&layers, error))?;
+
+    let mut problems = Problems::default();
+    settings.validate(&mut problems);
+    let mut errors: Vec<SettingsError> = problems
+        .into_inner()
+        .into_iter()
+        .map(|(key, reason)| SettingsError::Invalid {
+            origin: origin_of(&layers, &key),
+            key,
+            reason,
+        })
+        .collect();
+    match errors.len() {
+        0 => Ok(settings),
+        1 => Err(errors.remove(0)),
+        _ => Err(SettingsError::Several(errors)),
+    }
+}
+
+fn read_layers(
+    overrides: &Overrides,
+    env: &Map<String, String>,
+) -> Result<Vec<Layer>, SettingsError> {
+    let defaults = Config::try_from(&Settings::default())
+        .map_err(|error| SettingsError::Other(error.to_string()))?;
+    let mut layers = vec![Layer {
+        origin: Origin::Default,
+        config: defaults,
+    }];
+
+    let (path, required) = match &overrides.config_file {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    let file = Config::builder()
+        .add_source(
+            File::from(path.as_path())
+                .format(FileFormat::Toml)
+                .required(required),
+        )
+        .build()
+        .map_err(|error| SettingsError::File {
+            path: path.clone(),
+            reason: file_error_reason(error),
+        })?;
+    layers.push(Layer {
+        origin: Origin::File(path),
+        config: file,
+    });
+
+    let environment = Config::builder()
+        .add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env.clone())),
+        )
+        .build()
+        .map_err(|error| SettingsError::Other(error.to_string()))?;
+    layers.push(Layer {
+        origin: Origin::Environment,
+        config: environment,
+    });
+
+    if let Some(level) = env.get("RUST_LOG") {
+        layers.push(single_key_layer(
+            Origin::RustLog,
+            "log.level",
+            level.clone(),
+        )?);
+    }
+    if let Some(listen) = overrides.listen {
+        layers.push(single_key_layer(
+            Origin::Flag("--listen"),
+            "http.listen",
+            listen.to_string(),
+        )?);
+    }
+    if let Some(format) = overrides.log_format {
+        let format = match format {
+            super::LogFormat::Text => "text",
+            super::LogFormat::Json => "json",
+        };
+        layers.push(single_key_layer(
+            Origin::Flag("--log-format"),
+            "log.format",
+            format.to_owned(),
+        )?);
+    }
+    Ok(layers)
+}
+
+fn single_key_layer(origin: Origin, key: &str, value: String) -> Result<Layer, SettingsError> {
+    let config = Config::builder()
+        .set_override(key, value)
+        .and_then(config::ConfigBuilder::<config::builder::DefaultState>::build)
+        .map_err(|error| SettingsError::Other(error.to_string()))?;
+    Ok(Layer { origin, config })
+}
+
+fn file_error_reason(error: ConfigError) -> String {
+    match error {
+        ConfigError::FileParse { cause, .. } | ConfigError::Foreign(cause) => cause.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Fails on the first key that no part of [`Settings`] knows, naming the
+/// layer it came from. The defaults layer holds every known key, so it is the
+/// schema the other layers are checked against. Arrays are left to serde,
+/// which rejects unknown fields inside their elements.
+fn reject_unknown_keys(layers: &[Layer]) -> Result<(), SettingsError> {
+    let Some((schema, rest)) = layers.split_first() else {
+        return Ok(());
+    };
+    let schema = table(&schema.config);
+    for layer in rest {
+        check_table(&schema, &table(&layer.config), "", &layer.origin)?;
+    }
+    Ok(())
+}
+
+fn table(config: &Config) -> Map<String, Value> {
+    config.collect().unwrap_or_default()
+}
+
+fn check_table(
+    schema: &Map<String, Value>,
+    given: &Map<String, Value>,
+    prefix: &str,
+    origin: &Origin,
+) -> Result<(), SettingsError> {
+    for (name, value) in given {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let Some(known) = schema.get(name) else {
+            let mut valid: Vec<&str> = schema.keys().map(String::as_str).collect();
+            valid.sort_unstable();
+            return Err(SettingsError::UnknownKey {
+                origin: origin.describe(&key),
+                key,
+                valid: valid.join(", "),
+            });
+        };
+        if let (ValueKind::Table(known), ValueKind::Table(value)) = (&known.kind, &value.kind) {
+            check_table(known, value, &key, origin)?;
+        }
+    }
+    Ok(())
+}
+
+/// The most specific layer that sets `key` (or one of its parents).
+fn origin_of(layers: &[Layer], key: &str) -> String {
+    let mut candidate = key;
+    loop {
+        if let Some(layer) = layers
+            .iter()
+            .rev()
+            .find(|layer| layer.config.get::<Value>(candidate).is_ok())
+        {
+            return layer.origin.describe(candidate);
+        }
+        match candidate.rfind(['.', '[']) {
+            Some(end) => candidate = &candidate[..end],
+            None => return Origin::Default.describe(key),
+        }
+    }
+}
+
+fn deserialize_error(layers: &[Layer], error: ConfigError) -> SettingsError {
+    match error {
+        ConfigError::Type {
+            key: Some(key),
+            unexpected,
+            expected,
+            ..
+        } => SettingsError::Invalid {
+            origin: origin_of(layers, &key),
+            key,
+            reason: format!("expected {expected}, found {unexpected}"),
+        },
+        ConfigError::At {
+            error,
+            key: Some(key),
+            ..
+        } => SettingsError::Invalid {
+            origin: origin_of(layers, &key),
+            key,
+            reason: error.to_string(),
+        },
+        other => SettingsError::Other(other.to_string()),
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Environment => write!(f, "environment variables {ENV_PREFIX}_*"),
+            other => f.write_str(&other.describe("")),
+        }
+    }
+}

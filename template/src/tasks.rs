@@ -1,0 +1,92 @@
+//! Supervision of the long-running subsystems: the HTTP server, a worker
+//! pool, a scheduler. Each runs as a named task in one `JoinSet`, so the
+//! service can wait for all of them during the drain, tell which ones are
+//! still running at the deadline, and notice when one ends too early.
+
+use std::{collections::HashMap, error::Error, future::Future};
+
+use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::Settings;
+
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// What a supervised task returns.
+pub type TaskResult = Result<(), BoxError>;
+
+/// Why a supervised task ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskFailure {
+    #[error("task `{name}` failed: {source}")]
+    Failed {
+        name: &'static str,
+        source: BoxError,
+    },
+    #[error("task `{name}` panicked")]
+    Panicked { name: &'static str },
+    #[error("task `{name}` stopped before shutdown was requested")]
+    EndedEarly { name: &'static str },
+}
+
+/// The set of supervised tasks.
+#[derive(Default)]
+pub struct Tasks {
+    set: JoinSet<TaskResult>,
+    names: HashMap<Id, &'static str>,
+}
+
+impl Tasks {
+    pub fn spawn<F>(&mut self, name: &'static str, task: F)
+    where
+        F: Future<Output = TaskResult> + Send + 'static,
+    {
+        let handle = self.set.spawn(task);
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Waits for the next task to end. `None` once every task has ended.
+    pub async fn join_next(&mut self) -> Option<(&'static str, Result<(), TaskFailure>)> {
+        let joined = self.set.join_next_with_id().await?;
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(error) => error.id(),
+        };
+        let name = self.names.remove(&id).unwrap_or("unnamed");
+        let result = match joined {
+            Ok((_, Ok(()))) => Ok(()),
+            Ok((_, Err(source))) => Err(TaskFailure::Failed { name, source }),
+            Err(_) => Err(TaskFailure::Panicked { name }),
+        };
+        Some((name, result))
+    }
+
+    /// Names of the tasks still running, for the deadline log.
+    #[must_use]
+    pub fn running(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.names.values().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub fn abort_all(&mut self) {
+        self.set.abort_all();
+    }
+}
+
+/// What a service type gets to set itself up: the settings, the two
+/// shutdown tokens, and the task set to run its subsystems in.
+pub struct Context<'a> {
+    pub settings: &'a Settings,
+    /// Cancelled when the drain starts: stop taking new work, finish the rest.
+    pub draining: CancellationToken,
+    /// Cancelled when the drain grace runs out: cancel whatever is running,
+    /// and log it as abandoned.
+    pub abandon: CancellationToken,
+    pub tasks: &'a mut Tasks,
+}

@@ -1,0 +1,43 @@
+//! Logging: `tracing` events to stderr, as text for people or JSON for
+//! collectors, filtered by `log.level` (or `RUST_LOG`, which replaces it).
+
+use std::str::FromStr;
+
+use tracing_subscriber::{filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::settings::{LogFormat, LogSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("log.level is not a valid filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+}
+
+/// Installs the global subscriber. Call once, before the service starts.
+///
+/// The filter is a `Targets` list (`info`, `warn,my_crate=debug`): the
+/// `RUST_LOG` syntax without regular expressions, which keeps `regex` out of
+/// the build.
+///
+/// # Errors
+/// When the filter does not parse or a subscriber is already installed.
+pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
+    let filter = Targets::from_str(&settings.level)?;
+    let registry = tracing_subscriber::registry().with(filter);
+    let output = fmt::layer().with_writer(std::io::stderr);
+    match settings.format {
+        LogFormat::Text => registry.with(output).try_init()?,
+        LogFormat::Json => registry
+            .with(
+                output
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .try_init()?,
+    }
+    Ok(())
+}

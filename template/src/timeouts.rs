@@ -1,0 +1,87 @@
+//! The Nebula timeout rules, in one place so every service uses the same ones.
+//!
+//! Every operation that waits on something outside the process has a
+//! deadline. The constants are the house defaults; the `[timeouts]` settings
+//! override them per deployment, and code reads the values from
+//! [`Timeouts`], never from literals scattered through the code.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::settings::{Problems, duration_ms};
+
+/// Default deadline for one operation: an HTTP request handled by this
+/// service, a job attempt, a scheduled run without its own timeout.
+pub const DEFAULT: Duration = Duration::from_secs(30);
+
+/// Deadline for one database operation. Short, because a slow query holds a
+/// pooled connection that other requests are waiting for.
+pub const DATABASE: Duration = Duration::from_secs(5);
+
+/// Deadline for one outbound HTTP call, connect included.
+pub const HTTP_CLIENT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for accepted work before cancelling it. Below
+/// Kubernetes' default 30 s termination grace, so the process exits on its
+/// own terms before it is killed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// The `[timeouts]` settings, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Request handling, job attempts ([`DEFAULT`]).
+    pub default_ms: u64,
+    /// Database operations ([`DATABASE`]). The template has no database;
+    /// pass this to the pool or driver you add.
+    pub database_ms: u64,
+    /// Outbound HTTP calls ([`HTTP_CLIENT`]).
+    pub http_client_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            default_ms: duration_ms(DEFAULT),
+            database_ms: duration_ms(DATABASE),
+            http_client_ms: duration_ms(HTTP_CLIENT),
+        }
+    }
+}
+
+impl Timeouts {
+    #[must_use]
+    pub fn default_operation(&self) -> Duration {
+        Duration::from_millis(self.default_ms)
+    }
+
+    #[must_use]
+    pub fn database(&self) -> Duration {
+        Duration::from_millis(self.database_ms)
+    }
+
+    #[must_use]
+    pub fn http_client(&self) -> Duration {
+        Duration::from_millis(self.http_client_ms)
+    }
+
+    pub(crate) fn validate(&self, problems: &mut Problems) {
+        problems.require_positive("timeouts.default_ms", self.default_ms);
+        problems.require_positive("timeouts.database_ms", self.database_ms);
+        problems.require_positive("timeouts.http_client_ms", self.http_client_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_nebula_rules() {
+        let timeouts = Timeouts::default();
+        assert_eq!(timeouts.default_operation(), Duration::from_secs(30));
+        assert_eq!(timeouts.database(), Duration::from_secs(5));
+        assert_eq!(timeouts.http_client(), Duration::from_secs(10));
+    }
+}
