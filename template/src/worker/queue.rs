@@ -1,0 +1,135 @@
+//! The bounded queue between intake and the workers.
+//!
+//! Policy when full: refuse. [`JobQueue::offer`] never waits; the caller
+//! gets [`Refused::Full`] and the HTTP intake turns that into 503 with
+//! `Retry-After`, so the backlog can never exceed the capacity and the
+//! client, which still holds the job, decides when to retry.
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::Job;
+
+/// Why a job was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue holds `capacity` jobs already.
+    Full,
+    /// The service is draining and takes no new work.
+    Draining,
+}
+
+/// Creates a queue for at most `capacity` waiting jobs. When `draining` is
+/// cancelled the queue stops taking jobs; the ones already in it are still
+/// handed out.
+#[must_use]
+pub fn bounded(capacity: usize, draining: CancellationToken) -> (JobQueue, JobSource) {
+    let (sender, receiver) = mpsc::channel(capacity);
+    let queue = JobQueue {
+        sender,
+        draining: draining.clone(),
+    };
+    let source = JobSource {
+        receiver: Arc::new(Mutex::new(receiver)),
+        draining,
+    };
+    (queue, source)
+}
+
+/// The producing side, held by the intake.
+#[derive(Debug, Clone)]
+pub struct JobQueue {
+    sender: mpsc::Sender<Job>,
+    draining: CancellationToken,
+}
+
+impl JobQueue {
+    /// Puts `job` in the queue if there is room and the service is not
+    /// draining. Never waits.
+    ///
+    /// # Errors
+    /// [`Refused`] says why the job was not taken.
+    pub fn offer(&self, job: Job) -> Result<(), Refused> {
+        if self.draining.is_cancelled() {
+            return Err(Refused::Draining);
+        }
+        self.sender.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => Refused::Full,
+            mpsc::error::TrySendError::Closed(_) => Refused::Draining,
+        })
+    }
+
+    /// Jobs waiting to be started.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
+    }
+
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.sender.max_capacity()
+    }
+}
+
+/// The consuming side, shared by the workers.
+#[derive(Debug, Clone)]
+pub struct JobSource {
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    draining: CancellationToken,
+}
+
+impl JobSource {
+    /// The next job; `None` once the service is draining and the queue is
+    /// empty.
+    pub async fn next(&self) -> Option<Job> {
+        let mut receiver = self.receiver.lock().await;
+        tokio::select! {
+            biased;
+            job = receiver.recv() => job,
+            () = self.draining.cancelled() => {
+                // Refuse further sends, then hand out what is still queued.
+                receiver.close();
+                receiver.recv().await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::JobRequest;
+
+    fn job() -> Job {
+        Job::new(JobRequest::default())
+    }
+
+    #[tokio::test]
+    async fn refuses_when_full_and_never_holds_more_than_capacity() {
+        let (queue, _source) = bounded(2, CancellationToken::new());
+        assert_eq!(queue.offer(job()), Ok(()));
+        assert_eq!(queue.offer(job()), Ok(()));
+        assert_eq!(queue.offer(job()), Err(Refused::Full));
+        assert_eq!(queue.depth(), 2);
+        assert_eq!(queue.capacity(), 2);
+    }
+
+    #[tokio::test]
+    async fn draining_refuses_new_jobs_but_hands_out_queued_ones() {
+        let draining = CancellationToken::new();
+        let (queue, source) = bounded(4, draining.clone());
+        let first = job();
+        let first_id = first.id;
+        queue.offer(first).unwrap();
+
+        draining.cancel();
+        assert_eq!(queue.offer(job()), Err(Refused::Draining));
+        assert_eq!(source.next().await.map(|job| job.id), Some(first_id));
+        assert!(
+            source.next().await.is_none(),
+            "queue should end once drained"
+        );
+    }
+}
