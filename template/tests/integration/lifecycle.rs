@@ -1,0 +1,93 @@
+//! What every service type shares: probes, request ids, and the shutdown
+//! phases.
+
+use crate::support::{Answer, answer, settings, start};
+
+use {{crate_name}}::Stopped;
+
+#[tokio::test]
+async fn probes_answer_while_running() {
+    let service = start(settings()).await;
+
+    let health = service.get("/healthz").await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+
+    let ready = service.get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["status"],
+        "ready"
+    );
+
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let service = start(settings()).await;
+
+    let given = service
+        .client
+        .get(service.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "abc-123");
+
+    let generated = service.get("/healthz").await.unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID is generated when none is given: {id}");
+
+    service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn readiness_turns_503_when_the_drain_starts_and_the_listener_closes_after_the_delay() {
+    let mut settings = settings();
+    settings.shutdown.readiness_delay_ms = 2_000;
+    let service = start(settings).await;
+    assert_eq!(answer(service.get("/readyz").await), Answer::Status(200));
+
+    service.shutdown.request();
+    assert_eq!(answer(service.get("/readyz").await), Answer::Status(503));
+    assert_eq!(
+        answer(service.get("/healthz").await),
+        Answer::Status(200),
+        "still alive while draining"
+    );
+
+    let address = service.address;
+    assert_eq!(service.finished().await.unwrap(), Stopped::Drained);
+    let after = reqwest::Client::new()
+        .get(format!("http://{address}/healthz"))
+        .send()
+        .await;
+    assert_eq!(
+        answer(after),
+        Answer::Refused,
+        "the listener is closed once the service returns"
+    );
+}
+
+#[tokio::test]
+async fn a_drain_without_work_is_clean() {
+    let service = start(settings()).await;
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+}
+
+#[tokio::test]
+async fn a_forced_shutdown_returns_at_once_from_the_drain() {
+    let mut settings = settings();
+    settings.shutdown.readiness_delay_ms = 60_000;
+    settings.shutdown.grace_ms = 120_000;
+    let service = start(settings).await;
+
+    service.shutdown.request();
+    service.shutdown.force();
+    assert_eq!(service.finished().await.unwrap(), Stopped::Forced);
+}

@@ -1,0 +1,166 @@
+//! Helpers shared by the integration tests: start the service in-process,
+//! talk to it, capture its log events, and wait for conditions with a bound.
+
+// Each service type's tests use a different part of this module; `expect`
+// would fail for the type that uses all of it.
+#![allow(dead_code, reason = "not every service type uses every helper")]
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tracing::subscriber::DefaultGuard;
+
+use {{crate_name}}::{RunError, Service, Settings, Shutdown, Stopped};
+
+/// Upper bound on any single wait in these tests. Reaching it is a failure.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// Default settings, listening on any free loopback port.
+pub fn settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    settings
+}
+
+/// A service running in-process.
+pub struct Running {
+    pub address: SocketAddr,
+    pub shutdown: Shutdown,
+    pub client: reqwest::Client,
+    task: JoinHandle<Result<Stopped, RunError>>,
+}
+
+/// Binds and starts the service. Returns once it accepts connections.
+pub async fn start(settings: Settings) -> Running {
+    let service = Service::bind(settings).await.expect("service binds");
+    let address = service.local_addr();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(service.run(shutdown.clone()));
+    Running {
+        address,
+        shutdown,
+        client: reqwest::Client::new(),
+        task,
+    }
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        self.client.get(self.url(path)).send().await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
+        self.client.post(self.url(path)).json(body).send().await
+    }
+
+    /// Requests a drain and waits for the service to return.
+    pub async fn stop(self) -> Result<Stopped, RunError> {
+        self.shutdown.request();
+        self.finished().await
+    }
+
+    /// Waits for the service to return (after a drain requested elsewhere).
+    pub async fn finished(self) -> Result<Stopped, RunError> {
+        tokio::time::timeout(WAIT_LIMIT, self.task)
+            .await
+            .expect("service should return within the wait limit")
+            .expect("service task should not panic")
+    }
+}
+
+/// The outcome of a request made while the service may be shutting down.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Status(u16),
+    /// No connection could be made: the listener is closed.
+    Refused,
+}
+
+/// Turns a request result into an [`Answer`]; other transport errors fail.
+pub fn answer(result: reqwest::Result<reqwest::Response>) -> Answer {
+    match result {
+        Ok(response) => Answer::Status(response.status().as_u16()),
+        Err(error) if error.is_connect() => Answer::Refused,
+        Err(error) => panic!("unexpected transport error: {error}"),
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after [`WAIT_LIMIT`] with
+/// `expected` in the message.
+pub async fn eventually<T, F, Fut>(expected: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT_LIMIT:?} waiting for: {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Log events captured as JSON objects. Capture is per thread, so tests that
+/// read logs use the default current-thread runtime, where every task of the
+/// service runs on the test's thread.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures every event of the calling thread until the guard drops.
+    pub fn capture() -> (Self, DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Every captured event with the given message.
+    pub fn events(&self, message: &str) -> Vec<Value> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["message"] == message)
+            .collect()
+    }
+}
+
+impl io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
