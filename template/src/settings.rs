@@ -96,7 +96,7 @@ impl Problems {
         }
     }
 
-    fn into_inner(self) -> Vec<(String, String)> {
+    pub(crate) fn into_inner(self) -> Vec<(String, String)> {
         self.0
     }
 }

@@ -1,7 +1,7 @@
 //! Logging: `tracing` events to stderr, as text for people or JSON for
 //! collectors, filtered by `log.level` (or `RUST_LOG`, which replaces it).
 
-use std::str::FromStr;
+use std::{io::IsTerminal, str::FromStr};
 
 use tracing_subscriber::{filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -26,7 +26,9 @@ pub enum TelemetryError {
 pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
     let filter = Targets::from_str(&settings.level)?;
     let registry = tracing_subscriber::registry().with(filter);
-    let output = fmt::layer().with_writer(std::io::stderr);
+    let output = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match settings.format {
         LogFormat::Text => registry.with(output).try_init()?,
         LogFormat::Json => registry

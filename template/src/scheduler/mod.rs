@@ -105,3 +105,52 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
     }
     Ok(Router::new())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(jobs: Vec<JobSettings>) -> Vec<(String, String)> {
+        let mut problems = Problems::default();
+        Settings { jobs }.validate(&mut problems);
+        problems.into_inner()
+    }
+
+    fn job(name: &str, url: &str) -> JobSettings {
+        JobSettings {
+            name: name.to_owned(),
+            every_ms: 1_000,
+            timeout_ms: 500,
+            url: url.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_default_job_is_valid() {
+        assert!(problems(Settings::default().jobs).is_empty());
+    }
+
+    #[test]
+    fn https_and_malformed_urls_are_refused_with_the_reason() {
+        let found = problems(vec![
+            job("a", "https://example.com/"),
+            job("b", "not a url"),
+        ]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "scheduler.jobs[0].url");
+        assert!(found[0].1.contains("http://"), "{found:?}");
+        assert_eq!(found[1].0, "scheduler.jobs[1].url");
+    }
+
+    #[test]
+    fn job_names_must_be_unique_and_periods_positive() {
+        let mut zero = job("a", "http://127.0.0.1/");
+        zero.every_ms = 0;
+        let found = problems(vec![zero, job("a", "http://127.0.0.1/")]);
+        let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["scheduler.jobs[0].every_ms", "scheduler.jobs[1].name"]
+        );
+    }
+}
