@@ -1,7 +1,11 @@
 //! Logging: `tracing` events to stderr, as text for people or JSON for
 //! collectors, filtered by `log.level` (or `RUST_LOG`, which replaces it).
 
-use std::{io::IsTerminal, str::FromStr};
+use std::{
+    backtrace::{Backtrace, BacktraceStatus},
+    io::IsTerminal,
+    str::FromStr,
+};
 
 use tracing_subscriber::{filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -41,5 +45,27 @@ pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
             )
             .try_init()?,
     }
+    log_panics();
     Ok(())
+}
+
+/// Routes panic messages through tracing, so they reach the log collector in
+/// the configured format, with the span they happened in (and so the
+/// request or job id). `RUST_BACKTRACE=1` adds a backtrace.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("non-string panic payload");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let backtrace = Backtrace::capture();
+        if backtrace.status() == BacktraceStatus::Captured {
+            tracing::error!(panic.message = message, panic.location = location, %backtrace, "panic");
+        } else {
+            tracing::error!(panic.message = message, panic.location = location, "panic");
+        }
+    }));
 }

@@ -1,9 +1,9 @@
 //! Middleware applied to every request: a tracing span with a request id,
-//! and for the service's own routes a concurrency limit that refuses excess
+//! a panic guard, and for the service's own routes a concurrency limit that refuses excess
 //! requests (503 + `Retry-After`) instead of queueing them, plus the request
 //! timeout from [`crate::timeouts`].
 
-use std::{sync::Arc, time::Duration};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -11,6 +11,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use futures_util::FutureExt;
 use tokio::{sync::Semaphore, time::Instant};
 use tracing::{Instrument, field};
 
@@ -42,7 +43,16 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
         duration_ms = field::Empty,
     );
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    // A panic in a handler fails this request only: it becomes a 500, logged
+    // with the request id, instead of a dropped connection.
+    let outcome = AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let mut response = outcome.unwrap_or_else(|_panic| {
+        span.in_scope(|| tracing::error!(error.kind = "panic", "request handler panicked"));
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    });
     let status = response.status();
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     span.record("response.status", status.as_u16());

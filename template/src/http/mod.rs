@@ -79,3 +79,31 @@ pub fn unavailable(retry_after_secs: u64, message: impl Into<String>) -> Respons
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_its_request_with_500_and_the_router_keeps_serving() {
+        let routes = Router::new().route(
+            "/boom",
+            get(|| async {
+                let empty: Vec<u8> = Vec::new();
+                // Indexing out of bounds stands in for any bug in a handler.
+                empty[1].to_string()
+            }),
+        );
+        let app = router(routes, &Settings::default(), CancellationToken::new());
+
+        let request = || Request::get("/boom").body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key("x-request-id"));
+        let again = app.oneshot(request()).await.unwrap();
+        assert_eq!(again.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

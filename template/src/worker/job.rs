@@ -5,7 +5,9 @@
 //!   another service);
 //! - `cpu_rounds`: work for its CPU-heavy step, which runs on the blocking
 //!   pool so it never stalls the async workers;
-//! - `fail_attempts`: how many attempts fail before one succeeds.
+//! - `fail_attempts`: how many attempts fail before one succeeds;
+//! - `panic_attempts`: how many attempts panic before one succeeds, to show
+//!   that a panicking job is retried, not lost.
 //!
 //! Replace [`Job::run_attempt`] with your own job's work.
 
@@ -44,6 +46,8 @@ pub struct JobRequest {
     pub cpu_rounds: u32,
     #[serde(default)]
     pub fail_attempts: u32,
+    #[serde(default)]
+    pub panic_attempts: u32,
 }
 
 impl JobRequest {
@@ -88,6 +92,9 @@ impl Job {
     ///
     /// # Errors
     /// When the attempt fails; the caller decides whether to retry.
+    ///
+    /// # Panics
+    /// When `panic_attempts` asks for it.
     pub async fn run_attempt(&self, attempt: u32) -> Result<(), JobError> {
         tokio::time::sleep(Duration::from_millis(self.request.duration_ms)).await;
         if self.request.cpu_rounds > 0 {
@@ -97,6 +104,11 @@ impl Job {
                 .map_err(|_| JobError::CpuStepPanicked)?;
             tracing::debug!(checksum, "cpu step done");
         }
+        // Fault injection for the example job only; real jobs return errors.
+        assert!(
+            attempt > self.request.panic_attempts,
+            "attempt {attempt} panicked as requested by panic_attempts"
+        );
         if attempt <= self.request.fail_attempts {
             return Err(JobError::Requested { attempt });
         }

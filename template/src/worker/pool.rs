@@ -141,8 +141,8 @@ mod tests {
     fn job(duration_ms: u64, fail_attempts: u32) -> Job {
         Job::new(JobRequest {
             duration_ms,
-            cpu_rounds: 0,
             fail_attempts,
+            ..JobRequest::default()
         })
     }
 
@@ -183,11 +183,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_panicking_attempt_fails_and_is_retried() {
+        let request = JobRequest {
+            panic_attempts: 1,
+            ..JobRequest::default()
+        };
+        let outcome = process(&Job::new(request), &policy(), &CancellationToken::new()).await;
+        assert_eq!(outcome, (Outcome::Succeeded, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cpu_step_runs_on_the_blocking_pool() {
         let request = JobRequest {
             duration_ms: 0,
             cpu_rounds: 1_000,
-            fail_attempts: 0,
+            ..JobRequest::default()
         };
         let outcome = process(&Job::new(request), &policy(), &CancellationToken::new()).await;
         assert_eq!(outcome, (Outcome::Succeeded, 1));
