@@ -18,6 +18,9 @@ pub mod timeouts;
 /// The code specific to this service type.
 pub mod {{service_type}};
 
+/// The kind of service this crate was generated as.
+pub const SERVICE_KIND: &str = "{{service_type}}";
+
 pub use self::{
     exit::Exit,
     service::{RunError, Service, Stopped},

@@ -126,7 +126,7 @@ impl Service {
                 .await
                 .map_err(Into::into)
         });
-        tracing::info!(%address, service.kind = "{{service_type}}", "ready");
+        tracing::info!(%address, service.kind = crate::SERVICE_KIND, "ready");
 
         let mut failures = Vec::new();
         tokio::select! {

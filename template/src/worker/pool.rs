@@ -108,7 +108,9 @@ pub async fn process(
 async fn run_attempt(job: &Job, attempt: u32, timeout: Duration) -> Result<(), &'static str> {
     let mut task = JoinSet::new();
     let job = job.clone();
-    task.spawn(async move { job.run_attempt(attempt).await });
+    // The attempt's task stays in the job's span, so its logs (a panic
+    // message included) carry the job id.
+    task.spawn(async move { job.run_attempt(attempt).await }.in_current_span());
     // Dropping the set on timeout aborts the attempt's task.
     match tokio::time::timeout(timeout, task.join_next()).await {
         Ok(Some(Ok(Ok(())))) => Ok(()),

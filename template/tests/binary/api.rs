@@ -1,0 +1,1 @@
+//! Binary-level tests of the api type.

@@ -1,0 +1,147 @@
+//! Load generation: concurrent clients that offer work until told to stop,
+//! and a load-balancer stand-in that stops them once readiness fails.
+
+#![allow(dead_code, reason = "not every service type uses every helper")]
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::task::JoinSet;
+
+use crate::support::{Answer, answer, client};
+
+/// What the clients saw, by kind of answer.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Bodies of 2xx answers.
+    pub accepted: Vec<String>,
+    pub refused_with_retry_after: usize,
+    pub refused_without_retry_after: usize,
+    pub connection_refused: usize,
+    /// Other statuses and transport failures: outcomes a client cannot
+    /// interpret, so the work may have been lost.
+    pub broken: Vec<String>,
+}
+
+impl Tally {
+    pub fn offered(&self) -> usize {
+        self.accepted.len() + self.refused() + self.broken.len()
+    }
+
+    pub fn refused(&self) -> usize {
+        self.refused_with_retry_after + self.refused_without_retry_after + self.connection_refused
+    }
+}
+
+/// Sends one request built by `request` and sorts the answer into `tally`.
+async fn send(request: reqwest::RequestBuilder, tally: &Mutex<Tally>) {
+    let result = request.send().await;
+    let outcome = match result {
+        Ok(response) if response.status().is_success() => {
+            Ok(response.text().await.unwrap_or_default())
+        }
+        Ok(response) if response.status() == 503 => Err(if response.headers().contains_key("retry-after") {
+            Kind::RetryAfter
+        } else {
+            Kind::NoRetryAfter
+        }),
+        other => Err(match answer(other) {
+            Answer::Refused => Kind::ConnectionRefused,
+            unexpected => Kind::Broken(format!("{unexpected:?}")),
+        }),
+    };
+    let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+    match outcome {
+        Ok(body) => tally.accepted.push(body),
+        Err(Kind::RetryAfter) => tally.refused_with_retry_after += 1,
+        Err(Kind::NoRetryAfter) => tally.refused_without_retry_after += 1,
+        Err(Kind::ConnectionRefused) => tally.connection_refused += 1,
+        Err(Kind::Broken(detail)) => tally.broken.push(detail),
+    }
+}
+
+enum Kind {
+    RetryAfter,
+    NoRetryAfter,
+    ConnectionRefused,
+    Broken(String),
+}
+
+/// Clients sending requests concurrently in the background.
+pub struct Load {
+    tasks: JoinSet<()>,
+    pub offered: Arc<AtomicUsize>,
+    pub stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+}
+
+impl Load {
+    /// Starts `clients` clients, each sending `make(client)` requests one
+    /// after another until `stop` is set or `limit` requests were sent in all.
+    pub fn start<F>(clients: usize, limit: usize, make: F) -> Self
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    {
+        let make = Arc::new(make);
+        let offered = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let mut tasks = JoinSet::new();
+        for _ in 0..clients {
+            let (make, offered, stop, tally) = (make.clone(), offered.clone(), stop.clone(), tally.clone());
+            tasks.spawn(async move {
+                let http = client();
+                while !stop.load(Ordering::SeqCst) && offered.fetch_add(1, Ordering::SeqCst) < limit {
+                    send(make(&http), &tally).await;
+                }
+            });
+        }
+        Self {
+            tasks,
+            offered,
+            stop,
+            tally,
+        }
+    }
+
+    /// Waits until at least `count` requests were sent (bounded).
+    pub async fn wait_for_offers(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + crate::support::WAIT_LIMIT;
+        while self.offered.load(Ordering::SeqCst) < count {
+            assert!(tokio::time::Instant::now() < deadline, "load did not reach {count} requests");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Waits for every client to finish and returns what they saw.
+    pub async fn finish(mut self) -> Tally {
+        while let Some(result) = tokio::time::timeout(crate::support::WAIT_LIMIT, self.tasks.join_next())
+            .await
+            .expect("clients finish within the wait limit")
+        {
+            result.expect("client task does not panic");
+        }
+        self.tally.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// Polls `/readyz` like a load balancer and sets `stop` once it fails, so
+/// the clients stop sending before the listener closes.
+pub fn balancer(readyz: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = client();
+        loop {
+            let ready = matches!(answer(http.get(&readyz).send().await), Answer::Status(200));
+            if !ready {
+                stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}

@@ -1,0 +1,42 @@
+//! Signals on an idle service: a clean drain, and a second signal that
+//! forces the exit.
+
+use std::time::Duration;
+
+use crate::support::{Counts, Launch, runtime, serial, summary};
+
+use {{crate_name}}::Exit;
+
+#[test]
+fn sigterm_on_an_idle_service_drains_and_exits_cleanly() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let process = Launch::default().start().await;
+        process.signal("TERM");
+        let exited = process.exit().await;
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        summary("idle-sigterm", Counts::default(), exited.code, &format!("exit_ms={}", exited.waited.as_millis()));
+    });
+}
+
+#[test]
+fn a_second_signal_forces_the_exit_during_the_drain() {
+    let _serial = serial();
+    runtime().block_on(async {
+        // A long readiness delay keeps the drain going until the second signal.
+        let process = Launch::default()
+            .setting("SHUTDOWN__READINESS_DELAY_MS", 60_000)
+            .setting("SHUTDOWN__GRACE_MS", 120_000)
+            .start()
+            .await;
+        process.signal("TERM");
+        process
+            .wait_for_event("the drain to start", |event| event["phase"] == "readiness")
+            .await;
+        process.signal("INT");
+        let exited = process.exit().await;
+        assert_eq!(exited.code, Some(i32::from(Exit::Forced.code())));
+        assert!(exited.waited < Duration::from_secs(2), "forced exit took {:?}", exited.waited);
+        summary("second-signal", Counts::default(), exited.code, &format!("exit_ms={}", exited.waited.as_millis()));
+    });
+}

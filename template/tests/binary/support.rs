@@ -1,0 +1,296 @@
+//! Starting the binary, reading its JSON logs, signalling it, and timing its
+//! exit. Every wait has a bound and fails with what was expected.
+
+#![allow(dead_code, reason = "not every service type uses every helper")]
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    process::{ExitStatus, Stdio},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    task::JoinHandle,
+};
+
+use {{crate_name}}::settings::ENV_PREFIX;
+
+/// The binary under test, built by Cargo for these tests.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
+
+/// Upper bound on any single wait. Reaching it is a failure.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs one test at a time: they measure latency and memory, which other
+/// tests' load would disturb on a small machine.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A multi-threaded runtime for the load generators.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("test runtime starts")
+}
+
+/// How to start the binary: JSON logs, a free loopback port, and settings
+/// from environment variables only (the developer's own are removed).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            args: vec!["--log-format".to_owned(), "json".to_owned()],
+        }
+        .setting("HTTP__LISTEN", "127.0.0.1:0")
+    }
+}
+
+impl Launch {
+    /// Sets `{ENV_PREFIX}_{key}`, e.g. `setting("SHUTDOWN__GRACE_MS", "500")`.
+    /// A later value for the same key replaces an earlier one.
+    pub fn setting(mut self, key: &str, value: impl fmt::Display) -> Self {
+        self.env.push((format!("{ENV_PREFIX}_{key}"), value.to_string()));
+        self
+    }
+
+    /// Sets any environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds command-line arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(BINARY);
+        for (key, _) in std::env::vars() {
+            if key.starts_with(ENV_PREFIX) || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Starts the service and waits for its `ready` event.
+    pub async fn start(&self) -> Process {
+        let mut child = self.command().spawn().expect("binary starts");
+        let pid = child.id().expect("child has a pid");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Logs::default();
+        let reader = tokio::spawn(logs.clone().collect(stderr));
+        let mut process = Process {
+            child,
+            pid,
+            logs,
+            reader: Some(reader),
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let ready = process.wait_for_event("the ready event", |event| event["message"] == "ready").await;
+        process.address = ready["address"]
+            .as_str()
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("ready event has an address: {ready}"));
+        process
+    }
+
+    /// Runs the binary to its exit, for start-up failures: the exit status,
+    /// how long it ran, and what it wrote to stderr.
+    pub async fn run_to_exit(&self) -> (ExitStatus, Duration, String) {
+        let started = Instant::now();
+        let output = tokio::time::timeout(WAIT_LIMIT, self.command().output())
+            .await
+            .expect("binary exits within the wait limit")
+            .expect("binary runs");
+        (
+            output.status,
+            started.elapsed(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+/// The JSON events a process wrote to stderr; other lines are kept as
+/// `{"raw": "..."}`.
+#[derive(Debug, Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<Value>>>);
+
+impl Logs {
+    async fn collect(self, stderr: tokio::process::ChildStderr) {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let event = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).push(event);
+        }
+    }
+
+    pub fn all(&self) -> Vec<Value> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn with_message(&self, message: &str) -> Vec<Value> {
+        self.all().into_iter().filter(|event| event["message"] == message).collect()
+    }
+}
+
+/// A running service process. Killed if dropped before it exits.
+pub struct Process {
+    child: Child,
+    pid: u32,
+    pub logs: Logs,
+    reader: Option<JoinHandle<()>>,
+    pub address: SocketAddr,
+}
+
+/// How a process ended.
+#[derive(Debug)]
+pub struct Exited {
+    pub code: Option<i32>,
+    /// From the call to [`Process::exit`] to the exit.
+    pub waited: Duration,
+    /// Everything the process logged.
+    pub logs: Logs,
+}
+
+impl Process {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {} failed", self.pid);
+    }
+
+    /// Waits for the first event matching `matches`.
+    pub async fn wait_for_event(&self, expected: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            if let Some(event) = self.logs.all().into_iter().find(|event| matches(event)) {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT_LIMIT:?} waiting for {expected}; logs: {:#?}",
+                self.logs.all()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Resident memory in KiB, from `/proc/<pid>/status` (Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Waits for the process to exit, and for its last log lines.
+    pub async fn exit(mut self) -> Exited {
+        let started = Instant::now();
+        let status = tokio::time::timeout(WAIT_LIMIT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("process should exit within {WAIT_LIMIT:?}; logs: {:#?}", self.logs.all()))
+            .expect("wait succeeds");
+        let waited = started.elapsed();
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(WAIT_LIMIT, reader).await;
+        }
+        Exited {
+            code: status.code(),
+            waited,
+            logs: self.logs.clone(),
+        }
+    }
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Status(u16),
+    /// The connection was refused: nothing was sent.
+    Refused,
+    /// Any other transport failure: the request may or may not have been
+    /// handled, so it counts as lost.
+    Broken(String),
+}
+
+pub fn answer(result: reqwest::Result<reqwest::Response>) -> Answer {
+    match result {
+        Ok(response) => Answer::Status(response.status().as_u16()),
+        Err(error) if error.is_connect() => Answer::Refused,
+        Err(error) => Answer::Broken(format!("{error:?}")),
+    }
+}
+
+/// A client that opens a new connection per request, as many load
+/// balancers do toward a draining backend, so refused connections show.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client builds")
+}
+
+/// What happened to the work offered in a scenario. Printed as one
+/// `summary:` line, which the template's harness collects.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub offered: usize,
+    pub accepted: usize,
+    pub completed: usize,
+    pub refused: usize,
+    pub lost: usize,
+}
+
+#[expect(clippy::print_stdout, reason = "the summary line is what these tests report")]
+pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
+    let Counts {
+        offered,
+        accepted,
+        completed,
+        refused,
+        lost,
+    } = counts;
+    let exit = exit.map_or_else(|| "signal".to_owned(), |code| code.to_string());
+    println!(
+        "summary: type={} scenario={scenario} offered={offered} accepted={accepted} completed={completed} refused={refused} lost={lost} exit={exit} {extra}",
+        {{crate_name}}::SERVICE_KIND
+    );
+}

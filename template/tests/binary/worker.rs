@@ -1,0 +1,231 @@
+//! The `worker` binary under load: SIGTERM mid-load loses no accepted job,
+//! overload is refused instead of buffered, the deadline abandons what is
+//! left and says so, and a panicking job is retried.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::{
+    config_errors::{case, check},
+    load::{Load, Tally, balancer},
+    support::{Answer, Counts, Launch, Logs, Process, answer, client, runtime, serial, summary},
+};
+
+use {{crate_name}}::Exit;
+
+/// Resident memory the worker stays under while refusing a flood of jobs,
+/// as documented in the README.
+const OVERLOAD_RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+/// Starts clients that submit `job` to `/jobs`.
+fn submit_load(process: &Process, clients: usize, limit: usize, job: Value) -> Load {
+    let url = process.url("/jobs");
+    Load::start(clients, limit, move |http| http.post(&url).json(&job))
+}
+
+/// Ids of the accepted jobs, from the 202 bodies.
+fn accepted_ids(tally: &Tally) -> Vec<String> {
+    tally
+        .accepted
+        .iter()
+        .map(|body| {
+            let body: Value = serde_json::from_str(body).expect("202 body is JSON");
+            body["id"].as_str().expect("202 body has an id").to_owned()
+        })
+        .collect()
+}
+
+/// The accepted jobs that did not end in exactly one `job finished` event
+/// with an allowed outcome (lost, or run twice), each with what happened.
+/// Fails if a job finished that was never accepted.
+fn lost_jobs(logs: &Logs, accepted: &[String], allowed: &[&str]) -> Vec<String> {
+    let mut finished: HashMap<String, Vec<String>> = HashMap::new();
+    for event in logs.with_message("job finished") {
+        let id = event["job.id"].as_str().unwrap_or_default().to_owned();
+        let outcome = event["outcome"].as_str().unwrap_or_default().to_owned();
+        finished.entry(id).or_default().push(outcome);
+    }
+    let mut lost = Vec::new();
+    for id in accepted {
+        match finished.remove(id).as_deref() {
+            Some([outcome]) if allowed.contains(&outcome.as_str()) => {}
+            other => lost.push(format!("job {id} finished as {other:?}, expected once as one of {allowed:?}")),
+        }
+    }
+    assert!(finished.is_empty(), "jobs finished that were never accepted: {finished:?}");
+    lost
+}
+
+#[test]
+fn sigterm_mid_load_loses_no_accepted_job() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let process = Launch::default()
+            .setting("SHUTDOWN__READINESS_DELAY_MS", 500)
+            .start()
+            .await;
+        let load = submit_load(&process, 16, 3_000, json!({"duration_ms": 1, "cpu_rounds": 1000}));
+        let lb = balancer(process.url("/readyz"), load.stop.clone());
+
+        load.wait_for_offers(1_500).await;
+        process.signal("TERM");
+        process
+            .wait_for_event("the drain to start", |event| event["phase"] == "readiness")
+            .await;
+        let after_signal = answer(client().post(process.url("/jobs")).json(&json!({})).send().await);
+        let tally = load.finish().await;
+        lb.await.expect("balancer task");
+        let late_url = process.url("/jobs");
+        let exited = process.exit().await;
+        let late = answer(client().post(late_url).json(&json!({})).send().await);
+
+        let accepted = accepted_ids(&tally);
+        let mut lost = lost_jobs(&exited.logs, &accepted, &["succeeded"]);
+        lost.extend(tally.broken.iter().cloned());
+        summary(
+            "sigterm-mid-load",
+            Counts {
+                offered: tally.offered(),
+                accepted: accepted.len(),
+                completed: accepted.len().saturating_sub(lost.len()),
+                refused: tally.refused(),
+                lost: lost.len(),
+            },
+            exited.code,
+            &format!("drain_ms={}", exited.waited.as_millis()),
+        );
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        assert!(lost.is_empty(), "lost work: {lost:#?}");
+        assert!(
+            matches!(after_signal, Answer::Status(503) | Answer::Refused),
+            "an offer after the drain started got {after_signal:?}"
+        );
+        assert_eq!(late, Answer::Refused, "an offer after exit");
+        assert_eq!(tally.refused_without_retry_after, 0, "every 503 carries Retry-After");
+    });
+}
+
+/// Two workers busy with long jobs and room for 64 more: a flood of 5,000
+/// offers gets at most 66 accepted and the rest refused with 503, memory
+/// stays bounded, and at the deadline every accepted job is abandoned,
+/// logged, and the exit code says so.
+#[test]
+fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let grace = Duration::from_secs(1);
+        let process = Launch::default()
+            .setting("WORKER__WORKERS", 2)
+            .setting("WORKER__QUEUE_CAPACITY", 64)
+            .setting("SHUTDOWN__GRACE_MS", grace.as_millis())
+            .start()
+            .await;
+        let idle_rss = process.rss_kib().unwrap_or_default();
+
+        let load = submit_load(&process, 32, 5_000, json!({"duration_ms": 600_000}));
+        let mut peak_rss = idle_rss;
+        let tally = loop {
+            peak_rss = peak_rss.max(process.rss_kib().unwrap_or_default());
+            if load.offered.load(std::sync::atomic::Ordering::SeqCst) >= 5_000 {
+                break load.finish().await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        peak_rss = peak_rss.max(process.rss_kib().unwrap_or_default());
+        let accepted = accepted_ids(&tally);
+
+        process.signal("TERM");
+        let exited = process.exit().await;
+        let mut lost = lost_jobs(&exited.logs, &accepted, &["abandoned"]);
+        lost.extend(tally.broken.iter().cloned());
+        summary(
+            "overload",
+            Counts {
+                offered: tally.offered(),
+                accepted: accepted.len(),
+                completed: 0,
+                refused: tally.refused(),
+                lost: lost.len(),
+            },
+            exited.code,
+            &format!(
+                "idle_rss_kib={idle_rss} peak_rss_kib={peak_rss} sigterm_to_exit_ms={}",
+                exited.waited.as_millis()
+            ),
+        );
+        assert!(
+            (64..=66).contains(&accepted.len()),
+            "accepted {} jobs; the queue (64) plus the busy workers (2) bound it",
+            accepted.len()
+        );
+        assert_eq!(tally.refused_with_retry_after, 5_000 - accepted.len(), "the excess gets 503 + Retry-After");
+        assert!(peak_rss < OVERLOAD_RSS_LIMIT_KIB, "resident memory {peak_rss} KiB under overload");
+        assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
+        assert!(
+            exited.waited >= grace && exited.waited < grace + Duration::from_secs(2),
+            "exit came {:?} after SIGTERM; the grace is {grace:?}",
+            exited.waited
+        );
+        assert!(lost.is_empty(), "lost work: {lost:#?}");
+        assert_eq!(exited.logs.with_message("drain deadline exceeded, cancelling remaining work").len(), 1);
+    });
+}
+
+#[test]
+fn a_panicking_job_is_logged_with_its_id_and_retried() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let process = Launch::default().setting("WORKER__BACKOFF_INITIAL_MS", 1).start().await;
+        let response = client()
+            .post(process.url("/jobs"))
+            .json(&json!({"panic_attempts": 1}))
+            .send()
+            .await
+            .expect("job submitted");
+        assert_eq!(response.status(), 202);
+        let id = response.json::<Value>().await.expect("JSON")["id"].as_str().expect("id").to_owned();
+
+        let finished = process
+            .wait_for_event("the job to finish", |event| event["message"] == "job finished")
+            .await;
+        assert_eq!(finished["job.id"], id.as_str());
+        assert_eq!(finished["outcome"], "succeeded");
+        assert_eq!(finished["attempts"], 2);
+        let panic = process
+            .wait_for_event("the panic to be logged", |event| event["message"] == "panic")
+            .await;
+        assert_eq!(panic["span"]["job.id"], id.as_str(), "the panic is logged with the job id: {panic}");
+
+        process.signal("TERM");
+        let exited = process.exit().await;
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        summary(
+            "panicking-job",
+            Counts {
+                offered: 1,
+                accepted: 1,
+                completed: 1,
+                ..Counts::default()
+            },
+            exited.code,
+            "",
+        );
+    });
+}
+
+#[test]
+fn zero_workers_or_queue_capacity_is_a_configuration_error() {
+    check(vec![
+        case(
+            "zero workers",
+            Launch::default().setting("WORKER__WORKERS", 0),
+            &["worker.workers", "at least 1"],
+        ),
+        case(
+            "zero queue capacity",
+            Launch::default().setting("WORKER__QUEUE_CAPACITY", 0),
+            &["worker.queue_capacity", "at least 1"],
+        ),
+    ]);
+}

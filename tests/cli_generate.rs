@@ -1,0 +1,87 @@
+//! The `cargo generate` binary users install (0.23.x: the newest release that
+//! installs on our toolchain) generates every service type, the result
+//! builds, and it is byte for byte what the library (0.26.0, used by the
+//! other tests) generates. The template's `cargo_generate_version` promises
+//! both.
+//!
+//! Skipped, with a note, when the binary is not installed, unless
+//! `NEBULA_TEMPLATE_REQUIRE_CLI=1` (set by `.ci/run`) makes that a failure.
+
+mod common;
+
+use common::{
+    Scratch, cargo_step, cli_version, files_below, generate_with_cli, generate_with_library, note,
+};
+
+fn cli_generates_a_building_project(service_type: &'static str) {
+    let test = format!("cli_generate::{service_type}");
+    let Some(version) = cli_version(&test) else {
+        return;
+    };
+    let name = format!("cli-{service_type}");
+    let defines = [format!("service_type={service_type}")];
+
+    let scratch = Scratch::new();
+    let run = generate_with_cli(&scratch, &name, &defines);
+    assert!(
+        run.succeeded(),
+        "[{service_type}] `{}` ({version}) failed ({}):\n{}",
+        run.command,
+        run.output.status,
+        run.text()
+    );
+    note(&format!("[{service_type}] generated {name} with {version}"));
+    let project = scratch.out().join(&name);
+    assert!(
+        project.join("Cargo.toml").is_file(),
+        "[{service_type}] `{}` reported success but {} has no Cargo.toml:\n{}",
+        run.command,
+        project.display(),
+        run.text()
+    );
+
+    // Same inputs through the library: the two releases must agree.
+    let reference = Scratch::new();
+    let reference_project = generate_with_library(&reference, &name, &defines)
+        .unwrap_or_else(|error| panic!("[{service_type}] library generation failed:\n{error}"));
+    let files = files_below(&project);
+    let reference_files = files_below(&reference_project);
+    assert_eq!(
+        files, reference_files,
+        "[{service_type}] the binary ({version}) and the library (0.26.0) generate different file sets"
+    );
+    let differing: Vec<String> = files
+        .iter()
+        .filter(|relative| {
+            std::fs::read(project.join(relative)).ok()
+                != std::fs::read(reference_project.join(relative)).ok()
+        })
+        .map(|relative| relative.display().to_string())
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "[{service_type}] the binary ({version}) and the library (0.26.0) render these files \
+         differently: {differing:?}\n(compare {} with {})",
+        project.display(),
+        reference_project.display()
+    );
+
+    // `--all-targets`, as in cargo_checks: the same feature set, so the
+    // dependencies compiled there are reused here.
+    cargo_step(service_type, &project, &["build", "--all-targets"]);
+}
+
+#[test]
+fn api() {
+    cli_generates_a_building_project("api");
+}
+
+#[test]
+fn worker() {
+    cli_generates_a_building_project("worker");
+}
+
+#[test]
+fn scheduler() {
+    cli_generates_a_building_project("scheduler");
+}

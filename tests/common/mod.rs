@@ -1,0 +1,561 @@
+//! Shared machinery of the template's test harness: generating a project (with
+//! the cargo-generate library or binary), running cargo in it, and reading
+//! what was generated.
+//!
+//! Every test crate under `tests/` includes this module and uses a different
+//! part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::{
+    ffi::OsStr,
+    fmt::Write as _,
+    fs,
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{Mutex, Once, PoisonError},
+    time::Instant,
+};
+
+use cargo_generate::{GenerateArgs, TemplatePath, Vcs};
+use tempfile::TempDir;
+
+/// The service types the template offers (`service_type` placeholder).
+pub const SERVICE_TYPES: [&str; 3] = ["api", "worker", "scheduler"];
+
+/// Set to `1` (CI does) to fail, instead of skip, the tests that need the
+/// `cargo-generate` binary when it is not installed.
+pub const REQUIRE_CLI_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_CLI";
+
+/// Lines of captured output shown when a command fails.
+const TAIL_LINES: usize = 80;
+
+/// The repository root: the template source given to cargo-generate.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The folder holding the generated project's files, unrendered.
+pub fn raw_template_dir() -> PathBuf {
+    repo_root().join("template")
+}
+
+/// One target directory for every generated project, whatever its service
+/// type and however it was generated: the dependencies are compiled once and
+/// reused, as long as the feature sets agree (which is why every build below
+/// uses `--all-targets`).
+pub fn shared_target_dir() -> PathBuf {
+    repo_root().join("target").join("generated")
+}
+
+/// Writes a line to the real stderr, bypassing the test harness's capture, so
+/// that progress and timing show up in a plain `cargo test` run.
+pub fn note(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+// ---------------------------------------------------------------------------
+// Process-wide state used by the cargo-generate library
+// ---------------------------------------------------------------------------
+
+/// The cargo-generate library reads the current directory and the
+/// environment (`USER`, `CARGO_GENERATE_VALUE_*`, ...) and keeps global UI
+/// state; it is not documented as safe to call from several threads at once.
+/// Test threads run in parallel, so every library call holds this lock.
+static GENERATION: Mutex<()> = Mutex::new(());
+
+/// Environment variables through which cargo-generate takes placeholder
+/// values besides `--define`; a developer's shell must not change what the
+/// tests generate.
+fn is_ambient_template_value(key: &OsStr) -> bool {
+    key.to_str().is_some_and(|key| {
+        key.starts_with("CARGO_GENERATE_VALUE_") || key == "CARGO_GENERATE_TEMPLATE_VALUES_FILE"
+    })
+}
+
+/// Makes the process environment fit for generation, once: cargo-generate
+/// fails with "could not determine the current user" when it finds no author
+/// (no `USER` and no git identity, as in a bare container), and ambient
+/// placeholder values are dropped.
+fn prepare_process_env() {
+    static PREPARED: Once = Once::new();
+    PREPARED.call_once(|| {
+        let ambient: Vec<_> = std::env::vars_os()
+            .map(|(key, _)| key)
+            .filter(|key| is_ambient_template_value(key))
+            .collect();
+        // SAFETY: runs once, while holding `GENERATION`, before the first
+        // generation. Other test threads only touch the environment through
+        // std (reads, `Command::spawn`), which synchronizes with these writes;
+        // nothing in this harness reads it through libc meanwhile.
+        unsafe {
+            if std::env::var_os("USER").is_none() {
+                std::env::set_var("USER", "nebula-template-tests");
+            }
+            for key in ambient {
+                std::env::remove_var(key);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Scratch space outside the repository
+// ---------------------------------------------------------------------------
+
+/// A temporary folder outside the repository holding an empty cargo-generate
+/// configuration (so the user's `$CARGO_HOME/cargo-generate.toml` cannot
+/// interfere) and an empty output folder to generate into.
+///
+/// Outside the repository because cargo-generate edits (or trips over) a
+/// Cargo workspace found above the destination. Deleted on drop.
+pub struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("nebula-template-")
+            .tempdir()
+            .expect("cannot create a temporary folder");
+        assert!(
+            !dir.path().starts_with(repo_root()),
+            "the temporary folder {} is inside the repository; point TMPDIR elsewhere",
+            dir.path().display()
+        );
+        fs::write(dir.path().join("cargo-generate-config.toml"), "")
+            .expect("cannot write the empty cargo-generate config");
+        fs::create_dir(dir.path().join("out")).expect("cannot create the output folder");
+        Self { dir }
+    }
+
+    /// The empty cargo-generate configuration file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("cargo-generate-config.toml")
+    }
+
+    /// The folder projects are generated into (empty before generation).
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Names of the entries in [`Self::out`], sorted.
+    pub fn out_entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.out())
+            .expect("cannot list the output folder")
+            .map(|entry| {
+                entry
+                    .expect("cannot list the output folder")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A subfolder for anything else a test needs (created on demand).
+    pub fn path(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::create_dir_all(&path).expect("cannot create a scratch folder");
+        path
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Generation with the library (cargo-generate 0.26.0)
+// ---------------------------------------------------------------------------
+
+/// Generates `name` from the repository with the cargo-generate library into
+/// `scratch.out()`, the way `cargo generate --path <repo> --name <name>
+/// --silent --vcs none --no-workspace -d <defines>` would.
+///
+/// No `auto_path`/`subfolder`: the root `cargo-generate.toml` lists
+/// `sub_templates = ["template"]`, and with `--silent` cargo-generate picks
+/// the first one, exactly as a user's `--path`/`--git` run does.
+/// `no_fmt`: cargo-generate 0.23 has no rustfmt step, so the template has to
+/// render formatted code by itself, and `cargo fmt --check` has to see the
+/// rendered code untouched.
+///
+/// Returns the project folder, or the error chain as text.
+pub fn generate_with_library(
+    scratch: &Scratch,
+    name: &str,
+    defines: &[String],
+) -> Result<PathBuf, String> {
+    let _serialized = GENERATION.lock().unwrap_or_else(PoisonError::into_inner);
+    prepare_process_env();
+    let args = GenerateArgs {
+        template_path: TemplatePath {
+            path: Some(repo_root().to_string_lossy().into_owned()),
+            ..TemplatePath::default()
+        },
+        name: Some(name.to_owned()),
+        silent: true,
+        vcs: Some(Vcs::None),
+        no_workspace: true,
+        no_fmt: true,
+        bin: true,
+        lib: false,
+        define: defines.to_vec(),
+        config: Some(scratch.config()),
+        destination: Some(scratch.out()),
+        ..GenerateArgs::default()
+    };
+    cargo_generate::generate(args).map_err(|error| strip_ansi(&format!("{error:#}")))
+}
+
+/// A project generated by the library for one service type, with every other
+/// placeholder at its default; deleted on drop.
+pub struct Generated {
+    pub service_type: &'static str,
+    pub project: PathBuf,
+    _scratch: Scratch,
+}
+
+impl Generated {
+    /// Generates a project of `service_type`, named `<prefix>-<service_type>`
+    /// so that projects of different types never share a binary name in the
+    /// shared target directory. Panics with cargo-generate's message on error.
+    pub fn new(prefix: &str, service_type: &'static str) -> Self {
+        let scratch = Scratch::new();
+        let name = format!("{prefix}-{service_type}");
+        let started = Instant::now();
+        let project =
+            generate_with_library(&scratch, &name, &[format!("service_type={service_type}")])
+                .unwrap_or_else(|error| {
+                    panic!("[{service_type}] cargo-generate (library) failed for {name}:\n{error}")
+                });
+        note(&format!(
+            "[{service_type}] generated {name} with the library in {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+        Self {
+            service_type,
+            project,
+            _scratch: scratch,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Generation with the binary (cargo-generate 0.23.x)
+// ---------------------------------------------------------------------------
+
+/// Outcome of one `cargo generate` run.
+pub struct CliRun {
+    pub command: String,
+    pub output: Output,
+}
+
+impl CliRun {
+    pub fn succeeded(&self) -> bool {
+        self.output.status.success()
+    }
+
+    /// Both streams, without colour codes: 0.23 writes its status lines to
+    /// stdout and its error to stderr, 0.26 writes both to stderr.
+    pub fn text(&self) -> String {
+        strip_ansi(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.output.stdout),
+            String::from_utf8_lossy(&self.output.stderr)
+        ))
+    }
+
+    /// The error the run ended with: the text from the `Error:` line that a
+    /// failing `main` prints, without the status lines before it (which
+    /// echo the placeholder values, accepted ones included).
+    pub fn error_text(&self) -> String {
+        let text = self.text();
+        match text.find("Error:") {
+            Some(at) => text[at..].to_owned(),
+            None => text,
+        }
+    }
+}
+
+/// `cargo-generate <version>` of the installed binary, or `None` when it is
+/// not installed. With `NEBULA_TEMPLATE_REQUIRE_CLI=1` a missing binary panics;
+/// otherwise the caller should skip, and a note says so.
+pub fn cli_version(skipped_test: &str) -> Option<String> {
+    let probe = Command::new("cargo")
+        .args(["generate", "--version"])
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => {
+            // 0.23 prints "cargo generate-generate 0.23.14": keep the version.
+            let text = String::from_utf8_lossy(&output.stdout);
+            let version = text
+                .split_whitespace()
+                .last()
+                .unwrap_or("(unknown version)");
+            Some(format!("cargo-generate {version}"))
+        }
+        _ => {
+            let required = std::env::var(REQUIRE_CLI_VAR).is_ok_and(|value| value == "1");
+            assert!(
+                !required,
+                "`cargo generate` is not installed, and {REQUIRE_CLI_VAR}=1 requires it. \
+                 Install it with: cargo install cargo-generate@~0.23 --locked"
+            );
+            note(&format!(
+                "NOTE: skipping {skipped_test}: `cargo generate` is not installed \
+                 (install it with `cargo install cargo-generate@~0.23 --locked`; \
+                 {REQUIRE_CLI_VAR}=1 turns this skip into a failure)"
+            ));
+            None
+        }
+    }
+}
+
+/// Runs `cargo generate --path <template source> --name <name> --silent
+/// --vcs none --no-workspace --config <empty> -d <defines>` in `scratch.out()`.
+pub fn generate_with_cli(scratch: &Scratch, name: &str, defines: &[String]) -> CliRun {
+    let source = template_source_snapshot(scratch);
+    let mut command = Command::new("cargo");
+    command
+        .arg("generate")
+        .arg("--path")
+        .arg(&source)
+        .args([
+            "--name",
+            name,
+            "--silent",
+            "--vcs",
+            "none",
+            "--no-workspace",
+        ])
+        .arg("--config")
+        .arg(scratch.config())
+        .current_dir(scratch.out())
+        .env("RUST_BACKTRACE", "0")
+        .env("NO_COLOR", "1");
+    for define in defines {
+        command.arg("--define").arg(define);
+    }
+    for (key, _) in std::env::vars_os() {
+        if is_ambient_template_value(&key) {
+            command.env_remove(key);
+        }
+    }
+    if std::env::var_os("USER").is_none() {
+        command.env("USER", "nebula-template-tests");
+    }
+    let shown = describe(&command);
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run `{shown}`: {error}"));
+    CliRun {
+        command: shown,
+        output,
+    }
+}
+
+/// A copy of the repository without `.git` and build folders, used as the
+/// binary's `--path`.
+///
+/// cargo-generate 0.23 copies the whole `--path` folder, `target/` included
+/// (0.26 skips folders tagged with `CACHEDIR.TAG`), and this harness fills
+/// `target/` with gigabytes of build output. The copy holds what a `--git`
+/// user gets: the same files minus build output.
+fn template_source_snapshot(scratch: &Scratch) -> PathBuf {
+    fn copy_tree(from: &Path, to: &Path) {
+        fs::create_dir_all(to).expect("cannot create the template snapshot");
+        for entry in fs::read_dir(from).expect("cannot read the repository") {
+            let entry = entry.expect("cannot read the repository");
+            let path = entry.path();
+            let kind = entry.file_type().expect("cannot read the repository");
+            if kind.is_dir() {
+                let skip = entry.file_name() == ".git"
+                    || (from == repo_root() && entry.file_name() == "target")
+                    || path.join("CACHEDIR.TAG").exists();
+                if !skip {
+                    copy_tree(&path, &to.join(entry.file_name()));
+                }
+            } else if kind.is_file() {
+                fs::copy(&path, to.join(entry.file_name()))
+                    .expect("cannot copy into the template snapshot");
+            }
+        }
+    }
+    let snapshot = scratch.path("template-source");
+    copy_tree(&repo_root(), &snapshot);
+    snapshot
+}
+
+// ---------------------------------------------------------------------------
+// Running cargo in a generated project
+// ---------------------------------------------------------------------------
+
+/// Runs `cargo <args>` in `project` with the shared target directory, prints
+/// its duration, and panics with the command, the service type and the tail
+/// of its output when it fails.
+pub fn cargo_step(service_type: &str, project: &Path, args: &[&str]) {
+    let mut command = Command::new("cargo");
+    command
+        .args(args)
+        .current_dir(project)
+        .env("CARGO_TARGET_DIR", shared_target_dir())
+        .env("CARGO_TERM_COLOR", "never");
+    let shown = describe(&command);
+    note(&format!("[{service_type}] {shown} ..."));
+    let started = Instant::now();
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("[{service_type}] cannot run `{shown}`: {error}"));
+    let seconds = started.elapsed().as_secs_f64();
+    if output.status.success() {
+        note(&format!("[{service_type}] {shown}: ok in {seconds:.1}s"));
+        return;
+    }
+    note(&format!(
+        "[{service_type}] {shown}: FAILED after {seconds:.1}s"
+    ));
+    panic!(
+        "[{service_type}] `{shown}` failed ({}) in {}\n{}",
+        output.status,
+        project.display(),
+        output_tail(&output)
+    );
+}
+
+/// The last lines of a command's stderr and stdout, for failure messages.
+pub fn output_tail(output: &Output) -> String {
+    let mut text = String::new();
+    for (name, bytes) in [("stderr", &output.stderr), ("stdout", &output.stdout)] {
+        let stream = strip_ansi(&String::from_utf8_lossy(bytes));
+        // Cargo's progress lines would push the errors out of the tail.
+        let lines: Vec<&str> = stream
+            .lines()
+            .filter(|line| !is_cargo_progress(line))
+            .collect();
+        let start = lines.len().saturating_sub(TAIL_LINES);
+        let _ = writeln!(
+            text,
+            "--- {name} (last {} of {} lines, cargo progress left out) ---",
+            lines.len() - start,
+            lines.len()
+        );
+        for line in &lines[start..] {
+            let _ = writeln!(text, "{line}");
+        }
+    }
+    text
+}
+
+/// A line of cargo's progress report ("   Compiling foo v1.0", "Blocking
+/// waiting for file lock ...").
+fn is_cargo_progress(line: &str) -> bool {
+    const PROGRESS: [&str; 11] = [
+        "Compiling ",
+        "Checking ",
+        "Blocking ",
+        "Updating ",
+        "Locking ",
+        "Adding ",
+        "Downloading ",
+        "Downloaded ",
+        "Fresh ",
+        "Building ",
+        "Running ",
+    ];
+    let line = line.trim_start();
+    PROGRESS.iter().any(|word| line.starts_with(word))
+}
+
+/// The command as a person would type it (program, arguments, working
+/// directory left out).
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ---------------------------------------------------------------------------
+// Reading files
+// ---------------------------------------------------------------------------
+
+/// Every file below `root`, as paths relative to it, sorted.
+pub fn files_below(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) {
+        let entries = fs::read_dir(dir)
+            .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("cannot list a folder").path();
+            if path.is_dir() {
+                walk(root, &path, found);
+            } else {
+                found.push(path.strip_prefix(root).expect("below root").to_path_buf());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    if root.is_dir() {
+        walk(root, root, &mut found);
+    }
+    found.sort();
+    found
+}
+
+/// The text of a file, with the path in the panic message.
+pub fn read_text(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+/// `text` without terminal escape sequences: cargo-generate colours its
+/// messages and rustfmt its diffs when they think they write to a terminal
+/// (rustfmt also emits `ESC ( B`, a character-set switch).
+pub fn strip_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            plain.push(c);
+            continue;
+        }
+        match chars.next() {
+            // CSI: ESC [ parameters final-byte (0x40..=0x7e).
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: ESC ] ... terminated by BEL or ESC \.
+            Some(']') => {
+                for c in chars.by_ref() {
+                    if c == '\u{7}' || c == '\\' {
+                        break;
+                    }
+                }
+            }
+            // Character-set designation: ESC ( X and friends.
+            Some('(' | ')' | '*' | '+') => {
+                chars.next();
+            }
+            // Any other two-character sequence.
+            _ => {}
+        }
+    }
+    plain
+}
+
+/// Whether `phrase` occurs in `text` as whole words, ignoring ASCII case:
+/// "api" matches "api, worker" but not "rapid" or a random temp-folder name.
+pub fn mentions(text: &str, phrase: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    let phrase = phrase.to_ascii_lowercase();
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(&phrase).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + phrase.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
+}

@@ -1,0 +1,174 @@
+//! Each service type gets exactly its own files: its module (`src/<type>/`)
+//! and integration tests (`tests/<type>.rs` or `tests/integration/<type>.rs`)
+//! and none of the other types',
+//! the default configuration with only its own section, and a manifest with
+//! the promised toolchain floor and no blanket Tokio features.
+//!
+//! Cheap (no build): generation only.
+
+mod common;
+
+use common::{Generated, SERVICE_TYPES, files_below, read_text};
+
+/// The `rust-version` generated projects declare.
+const GENERATED_RUST_VERSION: &str = "1.92";
+
+/// Checks the generated tree of `service_type` and reports every problem at
+/// once, with the list of generated files.
+fn has_its_own_files(service_type: &'static str) {
+    let generated = Generated::new("files", service_type);
+    let project = &generated.project;
+    let mut problems = Vec::new();
+
+    let own_module = project.join("src").join(service_type);
+    if !own_module.join("mod.rs").is_file() {
+        problems.push(format!("missing its module: src/{service_type}/mod.rs"));
+    }
+    // Integration tests may sit in their own crate (`tests/<type>.rs`) or in
+    // a module of a shared one (`tests/integration/<type>.rs`).
+    let tests = files_below(&project.join("tests"));
+    let own_tests = format!("{service_type}.rs");
+    if !tests.iter().any(|path| {
+        path.file_name()
+            .is_some_and(|name| name == own_tests.as_str())
+    }) {
+        problems.push(format!(
+            "missing its integration tests: no tests/**/{own_tests}"
+        ));
+    }
+    // No file or folder of src/ or tests/ may be named after another type.
+    for other in SERVICE_TYPES.iter().filter(|&&other| other != service_type) {
+        for folder in ["src", "tests"] {
+            for path in files_below(&project.join(folder)) {
+                let named_after_other = path.components().any(|part| {
+                    let part = part.as_os_str().to_string_lossy();
+                    part == *other || part == format!("{other}.rs")
+                });
+                if named_after_other {
+                    problems.push(format!(
+                        "contains {folder}/{}, which belongs to the {other} type",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    check_default_config(project, service_type, &mut problems);
+    check_manifest(project, service_type, &mut problems);
+
+    assert!(
+        problems.is_empty(),
+        "[{service_type}] generated project {}:\n  - {}\nfiles:\n  {}",
+        project.display(),
+        problems.join("\n  - "),
+        files_below(project)
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+}
+
+/// `config/default.toml` exists, is valid TOML once rendered, and has a
+/// section for this type only.
+fn check_default_config(project: &std::path::Path, service_type: &str, problems: &mut Vec<String>) {
+    let path = project.join("config/default.toml");
+    if !path.is_file() {
+        problems.push("missing config/default.toml".to_owned());
+        return;
+    }
+    let config: toml::Table = match read_text(&path).parse() {
+        Ok(config) => config,
+        Err(error) => {
+            problems.push(format!("config/default.toml is not valid TOML: {error}"));
+            return;
+        }
+    };
+    for section in SERVICE_TYPES {
+        match (section == service_type, config.contains_key(section)) {
+            (true, false) => {
+                problems.push(format!("config/default.toml lacks its [{section}] section"));
+            }
+            (false, true) => problems.push(format!(
+                "config/default.toml has a [{section}] section, which belongs to the {section} type"
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// `Cargo.toml` parses, declares `rust-version = "1.92"`, and no dependency
+/// table enables Tokio's `full` feature (the template lists what it uses).
+fn check_manifest(project: &std::path::Path, service_type: &str, problems: &mut Vec<String>) {
+    let manifest: toml::Table = match read_text(&project.join("Cargo.toml")).parse() {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            problems.push(format!("Cargo.toml is not valid TOML: {error}"));
+            return;
+        }
+    };
+    let package = manifest.get("package").and_then(toml::Value::as_table);
+    let rust_version = package
+        .and_then(|package| package.get("rust-version"))
+        .and_then(toml::Value::as_str);
+    if rust_version != Some(GENERATED_RUST_VERSION) {
+        problems.push(format!(
+            "Cargo.toml: package.rust-version is {rust_version:?}, expected \"{GENERATED_RUST_VERSION}\""
+        ));
+    }
+    let expected_name = format!("files-{service_type}");
+    let name = package
+        .and_then(|package| package.get("name"))
+        .and_then(toml::Value::as_str);
+    if name != Some(expected_name.as_str()) {
+        problems.push(format!(
+            "Cargo.toml: package.name is {name:?}, expected {expected_name:?}"
+        ));
+    }
+
+    // [dependencies], [dev-dependencies], [build-dependencies] and their
+    // [target.'cfg(..)'.*] variants.
+    let mut tables: Vec<(String, &toml::Table)> = Vec::new();
+    let kinds = ["dependencies", "dev-dependencies", "build-dependencies"];
+    for kind in kinds {
+        if let Some(table) = manifest.get(kind).and_then(toml::Value::as_table) {
+            tables.push((kind.to_owned(), table));
+        }
+    }
+    if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
+        for (cfg, target) in targets {
+            for kind in kinds {
+                if let Some(table) = target.get(kind).and_then(toml::Value::as_table) {
+                    tables.push((format!("target.{cfg}.{kind}"), table));
+                }
+            }
+        }
+    }
+    for (where_, table) in tables {
+        let features = table
+            .get("tokio")
+            .and_then(|tokio| tokio.get("features"))
+            .and_then(toml::Value::as_array);
+        if features.is_some_and(|features| features.iter().any(|f| f.as_str() == Some("full"))) {
+            problems.push(format!(
+                "Cargo.toml: [{where_}] tokio enables the \"full\" feature"
+            ));
+        }
+    }
+}
+
+#[test]
+fn api() {
+    has_its_own_files("api");
+}
+
+#[test]
+fn worker() {
+    has_its_own_files("worker");
+}
+
+#[test]
+fn scheduler() {
+    has_its_own_files("scheduler");
+}
