@@ -8,17 +8,36 @@
 
 mod common;
 
-use common::{Generated, cargo_step};
+use common::{Generated, cargo_step, note};
+
+/// The longest project name `hooks/init.rhai` accepts (40 characters), so
+/// that every generated line holding the name is checked against rustfmt's
+/// width at its worst.
+fn longest_name(service_type: &str) -> String {
+    let suffix = format!("-{service_type}");
+    let mut name = String::from("checks-longest-name-");
+    while name.len() + suffix.len() < 40 {
+        name.push('x');
+    }
+    name + &suffix
+}
 
 /// Generates `service_type` with the library and runs the four checks in
-/// order; the first failing one fails the test with its output.
+/// order; the first failing one fails the test with its output. The
+/// generated tests' `summary:` lines (SIGTERM under load, overload, faults)
+/// are printed.
 fn passes_cargo_checks(service_type: &'static str) {
-    let generated = Generated::new("checks", service_type);
+    let generated = Generated::named(&longest_name(service_type), service_type);
     let project = &generated.project;
     // `--all-targets` everywhere: the same feature set for every build, so
     // `cargo test` and the other types reuse what `cargo build` compiled.
     cargo_step(service_type, project, &["build", "--all-targets"]);
-    cargo_step(service_type, project, &["test"]);
+    let tests = cargo_step(service_type, project, &["test", "--", "--show-output"]);
+    for line in String::from_utf8_lossy(&tests.stdout).lines() {
+        if line.starts_with("summary:") {
+            note(&format!("[{service_type}] {line}"));
+        }
+    }
     cargo_step(
         service_type,
         project,

@@ -220,11 +220,15 @@ impl Generated {
     /// so that projects of different types never share a binary name in the
     /// shared target directory. Panics with cargo-generate's message on error.
     pub fn new(prefix: &str, service_type: &'static str) -> Self {
+        Self::named(&format!("{prefix}-{service_type}"), service_type)
+    }
+
+    /// Generates a project of `service_type` named `name`.
+    pub fn named(name: &str, service_type: &'static str) -> Self {
         let scratch = Scratch::new();
-        let name = format!("{prefix}-{service_type}");
         let started = Instant::now();
         let project =
-            generate_with_library(&scratch, &name, &[format!("service_type={service_type}")])
+            generate_with_library(&scratch, name, &[format!("service_type={service_type}")])
                 .unwrap_or_else(|error| {
                     panic!("[{service_type}] cargo-generate (library) failed for {name}:\n{error}")
                 });
@@ -393,7 +397,7 @@ fn template_source_snapshot(scratch: &Scratch) -> PathBuf {
 /// Runs `cargo <args>` in `project` with the shared target directory, prints
 /// its duration, and panics with the command, the service type and the tail
 /// of its output when it fails.
-pub fn cargo_step(service_type: &str, project: &Path, args: &[&str]) {
+pub fn cargo_step(service_type: &str, project: &Path, args: &[&str]) -> Output {
     let mut command = Command::new("cargo");
     command
         .args(args)
@@ -409,7 +413,7 @@ pub fn cargo_step(service_type: &str, project: &Path, args: &[&str]) {
     let seconds = started.elapsed().as_secs_f64();
     if output.status.success() {
         note(&format!("[{service_type}] {shown}: ok in {seconds:.1}s"));
-        return;
+        return output;
     }
     note(&format!(
         "[{service_type}] {shown}: FAILED after {seconds:.1}s"

@@ -1,1 +1,260 @@
-//! Binary-level tests of the api type.
+//! The `api` binary under load: SIGTERM mid-load completes what was
+//! started and refuses the rest, overload is shed with 503, and a request
+//! that outlasts the grace ends the process with the deadline code.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    load::{Load, balancer},
+    support::{
+        Answer, Counts, HeldRequest, Launch, Process, answer, client, runtime, serial, summary,
+    },
+};
+
+use {{crate_name}}::Exit;
+
+/// Resident memory the api stays under while shedding a flood of requests,
+/// as documented in the README.
+const OVERLOAD_RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
+    let url = process.url("/v1/items");
+    Load::start(clients, limit, move |http| {
+        http.post(&url).json(&json!({"name": "load"}))
+    })
+}
+
+/// Waits until a request is shed: then the held requests hold every
+/// concurrency permit, so they are being handled.
+async fn wait_until_permits_taken(process: &Process) {
+    let probe = process.url("/v1/items");
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT_LIMIT;
+    while answer(
+        client()
+            .post(&probe)
+            .json(&json!({"name": "probe"}))
+            .send()
+            .await,
+    ) != Answer::Status(503)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held requests never took every permit"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Readiness turns 503 first, a stand-in load balancer stops sending, and
+/// only then does the listener close: no request is lost, and every one
+/// that reached the service got its full response.
+#[test]
+fn sigterm_mid_load_completes_started_requests_and_refuses_later_ones() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let process = Launch::default()
+            .setting("SHUTDOWN__READINESS_DELAY_MS", 500)
+            .setting("API__MAX_ITEMS", 1_000_000)
+            .start()
+            .await;
+        let load = create_load(&process, 16, 1_000_000);
+        let lb = balancer(process.url("/readyz"), load.stop.clone());
+
+        load.wait_for_offers(1_000).await;
+        process.signal("TERM");
+        let tally = load.finish().await;
+        lb.await.expect("balancer task");
+        let late_url = process.url("/v1/items");
+        let exited = process.exit().await;
+        let late = answer(
+            client()
+                .post(late_url)
+                .json(&json!({"name": "late"}))
+                .send()
+                .await,
+        );
+
+        summary(
+            "sigterm-mid-load",
+            Counts {
+                offered: tally.offered(),
+                accepted: tally.accepted.len(),
+                completed: tally.accepted.len(),
+                refused: tally.refused(),
+                lost: tally.broken.len(),
+            },
+            exited.code,
+            &format!("drain_ms={}", exited.waited.as_millis()),
+        );
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        assert!(
+            tally.broken.is_empty(),
+            "requests without a usable answer: {:#?}",
+            tally.broken
+        );
+        assert!(
+            tally.accepted.iter().all(|body| body.contains("\"id\"")),
+            "every 2xx carries the full item"
+        );
+        assert_eq!(late, Answer::Refused, "a request after exit");
+    });
+}
+
+/// The same load without a readiness delay and without a balancer: the
+/// listener closes while clients are still connecting. Connections that
+/// were still in the kernel's accept queue are reset, which a client cannot
+/// tell apart from a lost request. This measures how many; the delay in the
+/// test above is what designs them away.
+#[test]
+fn without_a_readiness_delay_connections_in_the_accept_queue_are_reset() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let process = Launch::default()
+            .setting("API__MAX_ITEMS", 1_000_000)
+            .start()
+            .await;
+        let load = create_load(&process, 16, 1_000_000);
+        load.wait_for_offers(1_000).await;
+        process.signal("TERM");
+        let exited = process.exit().await;
+        // Clients stop on their own once every connection is refused.
+        load.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let tally = load.finish().await;
+
+        summary(
+            "sigterm-without-readiness-delay",
+            Counts {
+                offered: tally.offered(),
+                accepted: tally.accepted.len(),
+                completed: tally.accepted.len(),
+                refused: tally.refused(),
+                lost: 0,
+            },
+            exited.code,
+            &format!("reset_or_closed={}", tally.broken.len()),
+        );
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        assert_eq!(
+            tally.refused_without_retry_after, 0,
+            "every 503 carries Retry-After"
+        );
+    });
+}
+
+/// Eight slow requests hold the eight permits; a flood of 2,000 more is
+/// refused at once with 503 and `Retry-After`, memory stays bounded, and
+/// the held requests still complete.
+#[test]
+fn overload_is_shed_with_503_and_memory_stays_bounded() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let process = Launch::default()
+            .setting("HTTP__MAX_CONCURRENT_REQUESTS", 8)
+            .start()
+            .await;
+        let idle_rss = process.rss_kib().unwrap_or_default();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(
+                HeldRequest::start(process.address, "/v1/items", r#"{"name": "held"}"#).await,
+            );
+        }
+        wait_until_permits_taken(&process).await;
+
+        let load = create_load(&process, 32, 2_000);
+        let mut peak_rss = idle_rss;
+        while load.offered.load(std::sync::atomic::Ordering::SeqCst) < 2_000 {
+            peak_rss = peak_rss.max(process.rss_kib().unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tally = load.finish().await;
+        peak_rss = peak_rss.max(process.rss_kib().unwrap_or_default());
+
+        let mut completed = 0;
+        for request in held {
+            let response = request.finish().await;
+            assert!(
+                response.starts_with("HTTP/1.1 201"),
+                "a held request completes: {response}"
+            );
+            completed += 1;
+        }
+        process.signal("TERM");
+        let exited = process.exit().await;
+
+        summary(
+            "overload",
+            Counts {
+                offered: tally.offered() + 8,
+                accepted: tally.accepted.len() + 8,
+                completed,
+                refused: tally.refused(),
+                lost: tally.broken.len(),
+            },
+            exited.code,
+            &format!("idle_rss_kib={idle_rss} peak_rss_kib={peak_rss}"),
+        );
+        assert!(
+            tally.accepted.is_empty(),
+            "no request beyond the limit is served"
+        );
+        assert_eq!(
+            tally.refused_with_retry_after, 2_000,
+            "the excess gets 503 + Retry-After"
+        );
+        assert!(
+            peak_rss < OVERLOAD_RSS_LIMIT_KIB,
+            "resident memory {peak_rss} KiB under overload"
+        );
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+    });
+}
+
+#[test]
+fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let grace = Duration::from_millis(500);
+        let process = Launch::default()
+            .setting("SHUTDOWN__GRACE_MS", grace.as_millis())
+            .setting("HTTP__MAX_CONCURRENT_REQUESTS", 1)
+            .start()
+            .await;
+        let held = HeldRequest::start(process.address, "/v1/items", r#"{"name": "held"}"#).await;
+        wait_until_permits_taken(&process).await;
+
+        process.signal("TERM");
+        let exited = process.exit().await;
+        let response = held.finish().await;
+
+        summary(
+            "drain-deadline",
+            Counts {
+                offered: 1,
+                accepted: 1,
+                ..Counts::default()
+            },
+            exited.code,
+            &format!("sigterm_to_exit_ms={}", exited.waited.as_millis()),
+        );
+        assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
+        assert!(
+            exited.waited >= grace && exited.waited < grace + Duration::from_secs(2),
+            "exit came {:?} after SIGTERM; the grace is {grace:?}",
+            exited.waited
+        );
+        assert_eq!(
+            exited
+                .logs
+                .with_message("drain deadline exceeded, cancelling remaining work")
+                .len(),
+            1
+        );
+        assert!(
+            !response.starts_with("HTTP/1.1 201"),
+            "the request was cut at the deadline: {response}"
+        );
+    });
+}

@@ -4,9 +4,9 @@
 
 use std::{path::Path, time::Duration};
 
-use crate::support::{Launch, runtime, serial, summary, Counts};
+use crate::support::{Counts, Launch, runtime, serial, summary};
 
-use {{crate_name}}::{Exit, settings::ENV_PREFIX};
+use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
 
 /// A start-up that must fail, and the words its message must contain.
 pub struct Case {
@@ -26,7 +26,7 @@ pub fn case(name: &'static str, launch: Launch, mentions: &[&str]) -> Case {
 /// Writes `contents` to a config file in a fresh temp folder of the target
 /// directory and returns its path.
 pub fn config_file(name: &str, contents: &str) -> String {
-    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{name}", {{crate_name}}::SERVICE_KIND));
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{SERVICE_KIND}-{name}"));
     std::fs::create_dir_all(&folder).expect("temp folder");
     let path = folder.join("config.toml");
     std::fs::write(&path, contents).expect("config file written");
@@ -43,7 +43,11 @@ pub fn check(cases: Vec<Case>) {
             let (status, elapsed, stderr) = case.launch.run_to_exit().await;
             let mut problems = Vec::new();
             if status.code() != Some(i32::from(Exit::ConfigError.code())) {
-                problems.push(format!("exit code {:?}, expected {}", status.code(), Exit::ConfigError.code()));
+                problems.push(format!(
+                    "exit code {:?}, expected {}",
+                    status.code(),
+                    Exit::ConfigError.code()
+                ));
             }
             if elapsed >= Duration::from_secs(1) {
                 problems.push(format!("took {elapsed:?}, expected well under a second"));
@@ -57,7 +61,11 @@ pub fn check(cases: Vec<Case>) {
                 problems.push("the service reported ready".to_owned());
             }
             if !problems.is_empty() {
-                failures.push(format!("{}: {}\nstderr: {stderr}", case.name, problems.join("; ")));
+                failures.push(format!(
+                    "{}: {}\nstderr: {stderr}",
+                    case.name,
+                    problems.join("; ")
+                ));
             }
         }
         summary(
@@ -111,7 +119,11 @@ fn bad_configuration_stops_start_up_with_a_clear_message() {
             Launch::default().setting("HTTP__MAX_CONCURRENT_REQUESTS", 0),
             &["http.max_concurrent_requests", "at least 1"],
         ),
-        case("malformed TOML", Launch::default().args(&["--config", &malformed]), &[&malformed, "TOML"]),
+        case(
+            "malformed TOML",
+            Launch::default().args(&["--config", &malformed]),
+            &[&malformed, "TOML"],
+        ),
         case(
             "missing --config file",
             Launch::default().args(&["--config", &missing]),

@@ -45,11 +45,13 @@ async fn send(request: reqwest::RequestBuilder, tally: &Mutex<Tally>) {
         Ok(response) if response.status().is_success() => {
             Ok(response.text().await.unwrap_or_default())
         }
-        Ok(response) if response.status() == 503 => Err(if response.headers().contains_key("retry-after") {
-            Kind::RetryAfter
-        } else {
-            Kind::NoRetryAfter
-        }),
+        Ok(response) if response.status() == 503 => {
+            Err(if response.headers().contains_key("retry-after") {
+                Kind::RetryAfter
+            } else {
+                Kind::NoRetryAfter
+            })
+        }
         other => Err(match answer(other) {
             Answer::Refused => Kind::ConnectionRefused,
             unexpected => Kind::Broken(format!("{unexpected:?}")),
@@ -93,10 +95,12 @@ impl Load {
         let tally = Arc::new(Mutex::new(Tally::default()));
         let mut tasks = JoinSet::new();
         for _ in 0..clients {
-            let (make, offered, stop, tally) = (make.clone(), offered.clone(), stop.clone(), tally.clone());
+            let (make, offered, stop, tally) =
+                (make.clone(), offered.clone(), stop.clone(), tally.clone());
             tasks.spawn(async move {
                 let http = client();
-                while !stop.load(Ordering::SeqCst) && offered.fetch_add(1, Ordering::SeqCst) < limit {
+                while !stop.load(Ordering::SeqCst) && offered.fetch_add(1, Ordering::SeqCst) < limit
+                {
                     send(make(&http), &tally).await;
                 }
             });
@@ -113,20 +117,27 @@ impl Load {
     pub async fn wait_for_offers(&self, count: usize) {
         let deadline = tokio::time::Instant::now() + crate::support::WAIT_LIMIT;
         while self.offered.load(Ordering::SeqCst) < count {
-            assert!(tokio::time::Instant::now() < deadline, "load did not reach {count} requests");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "load did not reach {count} requests"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
     /// Waits for every client to finish and returns what they saw.
     pub async fn finish(mut self) -> Tally {
-        while let Some(result) = tokio::time::timeout(crate::support::WAIT_LIMIT, self.tasks.join_next())
-            .await
-            .expect("clients finish within the wait limit")
+        while let Some(result) =
+            tokio::time::timeout(crate::support::WAIT_LIMIT, self.tasks.join_next())
+                .await
+                .expect("clients finish within the wait limit")
         {
             result.expect("client task does not panic");
         }
-        self.tally.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

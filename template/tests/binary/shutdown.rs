@@ -15,7 +15,12 @@ fn sigterm_on_an_idle_service_drains_and_exits_cleanly() {
         process.signal("TERM");
         let exited = process.exit().await;
         assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
-        summary("idle-sigterm", Counts::default(), exited.code, &format!("exit_ms={}", exited.waited.as_millis()));
+        summary(
+            "idle-sigterm",
+            Counts::default(),
+            exited.code,
+            &format!("exit_ms={}", exited.waited.as_millis()),
+        );
     });
 }
 
@@ -36,7 +41,16 @@ fn a_second_signal_forces_the_exit_during_the_drain() {
         process.signal("INT");
         let exited = process.exit().await;
         assert_eq!(exited.code, Some(i32::from(Exit::Forced.code())));
-        assert!(exited.waited < Duration::from_secs(2), "forced exit took {:?}", exited.waited);
-        summary("second-signal", Counts::default(), exited.code, &format!("exit_ms={}", exited.waited.as_millis()));
+        assert!(
+            exited.waited < Duration::from_secs(2),
+            "forced exit took {:?}",
+            exited.waited
+        );
+        summary(
+            "second-signal",
+            Counts::default(),
+            exited.code,
+            &format!("exit_ms={}", exited.waited.as_millis()),
+        );
     });
 }

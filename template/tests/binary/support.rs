@@ -18,7 +18,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use {{crate_name}}::settings::ENV_PREFIX;
+use {{crate_name}}::{SERVICE_KIND, settings::ENV_PREFIX};
 
 /// The binary under test, built by Cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
@@ -64,7 +64,8 @@ impl Launch {
     /// Sets `{ENV_PREFIX}_{key}`, e.g. `setting("SHUTDOWN__GRACE_MS", "500")`.
     /// A later value for the same key replaces an earlier one.
     pub fn setting(mut self, key: &str, value: impl fmt::Display) -> Self {
-        self.env.push((format!("{ENV_PREFIX}_{key}"), value.to_string()));
+        self.env
+            .push((format!("{ENV_PREFIX}_{key}"), value.to_string()));
         self
     }
 
@@ -111,7 +112,9 @@ impl Launch {
             reader: Some(reader),
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
-        let ready = process.wait_for_event("the ready event", |event| event["message"] == "ready").await;
+        let ready = process
+            .wait_for_event("the ready event", |event| event["message"] == "ready")
+            .await;
         process.address = ready["address"]
             .as_str()
             .and_then(|address| address.parse().ok())
@@ -144,17 +147,27 @@ impl Logs {
     async fn collect(self, stderr: tokio::process::ChildStderr) {
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            let event = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).push(event);
+            let event =
+                serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(event);
         }
     }
 
     pub fn all(&self) -> Vec<Value> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn with_message(&self, message: &str) -> Vec<Value> {
-        self.all().into_iter().filter(|event| event["message"] == message).collect()
+        self.all()
+            .into_iter()
+            .filter(|event| event["message"] == message)
+            .collect()
     }
 }
 
@@ -226,7 +239,12 @@ impl Process {
         let started = Instant::now();
         let status = tokio::time::timeout(WAIT_LIMIT, self.child.wait())
             .await
-            .unwrap_or_else(|_| panic!("process should exit within {WAIT_LIMIT:?}; logs: {:#?}", self.logs.all()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "process should exit within {WAIT_LIMIT:?}; logs: {:#?}",
+                    self.logs.all()
+                )
+            })
             .expect("wait succeeds");
         let waited = started.elapsed();
         if let Some(reader) = self.reader.take() {
@@ -279,7 +297,10 @@ pub struct Counts {
     pub lost: usize,
 }
 
-#[expect(clippy::print_stdout, reason = "the summary line is what these tests report")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the summary line is what these tests report"
+)]
 pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     let Counts {
         offered,
@@ -291,6 +312,47 @@ pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     let exit = exit.map_or_else(|| "signal".to_owned(), |code| code.to_string());
     println!(
         "summary: type={} scenario={scenario} offered={offered} accepted={accepted} completed={completed} refused={refused} lost={lost} exit={exit} {extra}",
-        {{crate_name}}::SERVICE_KIND
+        SERVICE_KIND
     );
+}
+
+/// A request held in flight: its headers and part of its body are sent,
+/// the rest waits until [`HeldRequest::finish`].
+pub struct HeldRequest {
+    stream: tokio::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl HeldRequest {
+    /// Sends `POST path` with a JSON `body`, all but its last bytes.
+    pub async fn start(address: SocketAddr, path: &str, body: &str) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connects");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let split = body.len() / 2;
+        stream.write_all(head.as_bytes()).await.expect("head sent");
+        stream
+            .write_all(&body.as_bytes()[..split])
+            .await
+            .expect("part of the body sent");
+        Self {
+            stream,
+            rest: body.as_bytes()[split..].to_vec(),
+        }
+    }
+
+    /// Sends the rest of the body and returns the raw response (empty if
+    /// the connection was closed without one).
+    pub async fn finish(mut self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = self.stream.write_all(&self.rest).await;
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(WAIT_LIMIT, self.stream.read_to_end(&mut response)).await;
+        String::from_utf8_lossy(&response).into_owned()
+    }
 }

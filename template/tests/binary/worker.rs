@@ -50,10 +50,15 @@ fn lost_jobs(logs: &Logs, accepted: &[String], allowed: &[&str]) -> Vec<String> 
     for id in accepted {
         match finished.remove(id).as_deref() {
             Some([outcome]) if allowed.contains(&outcome.as_str()) => {}
-            other => lost.push(format!("job {id} finished as {other:?}, expected once as one of {allowed:?}")),
+            other => lost.push(format!(
+                "job {id} finished as {other:?}, expected once as one of {allowed:?}"
+            )),
         }
     }
-    assert!(finished.is_empty(), "jobs finished that were never accepted: {finished:?}");
+    assert!(
+        finished.is_empty(),
+        "jobs finished that were never accepted: {finished:?}"
+    );
     lost
 }
 
@@ -65,7 +70,12 @@ fn sigterm_mid_load_loses_no_accepted_job() {
             .setting("SHUTDOWN__READINESS_DELAY_MS", 500)
             .start()
             .await;
-        let load = submit_load(&process, 16, 3_000, json!({"duration_ms": 1, "cpu_rounds": 1000}));
+        let load = submit_load(
+            &process,
+            16,
+            3_000,
+            json!({"duration_ms": 1, "cpu_rounds": 1000}),
+        );
         let lb = balancer(process.url("/readyz"), load.stop.clone());
 
         load.wait_for_offers(1_500).await;
@@ -73,7 +83,13 @@ fn sigterm_mid_load_loses_no_accepted_job() {
         process
             .wait_for_event("the drain to start", |event| event["phase"] == "readiness")
             .await;
-        let after_signal = answer(client().post(process.url("/jobs")).json(&json!({})).send().await);
+        let after_signal = answer(
+            client()
+                .post(process.url("/jobs"))
+                .json(&json!({}))
+                .send()
+                .await,
+        );
         let tally = load.finish().await;
         lb.await.expect("balancer task");
         let late_url = process.url("/jobs");
@@ -102,7 +118,10 @@ fn sigterm_mid_load_loses_no_accepted_job() {
             "an offer after the drain started got {after_signal:?}"
         );
         assert_eq!(late, Answer::Refused, "an offer after exit");
-        assert_eq!(tally.refused_without_retry_after, 0, "every 503 carries Retry-After");
+        assert_eq!(
+            tally.refused_without_retry_after, 0,
+            "every 503 carries Retry-After"
+        );
     });
 }
 
@@ -159,8 +178,15 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
             "accepted {} jobs; the queue (64) plus the busy workers (2) bound it",
             accepted.len()
         );
-        assert_eq!(tally.refused_with_retry_after, 5_000 - accepted.len(), "the excess gets 503 + Retry-After");
-        assert!(peak_rss < OVERLOAD_RSS_LIMIT_KIB, "resident memory {peak_rss} KiB under overload");
+        assert_eq!(
+            tally.refused_with_retry_after,
+            5_000 - accepted.len(),
+            "the excess gets 503 + Retry-After"
+        );
+        assert!(
+            peak_rss < OVERLOAD_RSS_LIMIT_KIB,
+            "resident memory {peak_rss} KiB under overload"
+        );
         assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
         assert!(
             exited.waited >= grace && exited.waited < grace + Duration::from_secs(2),
@@ -168,7 +194,13 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
             exited.waited
         );
         assert!(lost.is_empty(), "lost work: {lost:#?}");
-        assert_eq!(exited.logs.with_message("drain deadline exceeded, cancelling remaining work").len(), 1);
+        assert_eq!(
+            exited
+                .logs
+                .with_message("drain deadline exceeded, cancelling remaining work")
+                .len(),
+            1
+        );
     });
 }
 
@@ -176,7 +208,10 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
 fn a_panicking_job_is_logged_with_its_id_and_retried() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default().setting("WORKER__BACKOFF_INITIAL_MS", 1).start().await;
+        let process = Launch::default()
+            .setting("WORKER__BACKOFF_INITIAL_MS", 1)
+            .start()
+            .await;
         let response = client()
             .post(process.url("/jobs"))
             .json(&json!({"panic_attempts": 1}))
@@ -184,18 +219,29 @@ fn a_panicking_job_is_logged_with_its_id_and_retried() {
             .await
             .expect("job submitted");
         assert_eq!(response.status(), 202);
-        let id = response.json::<Value>().await.expect("JSON")["id"].as_str().expect("id").to_owned();
+        let id = response.json::<Value>().await.expect("JSON")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
 
         let finished = process
-            .wait_for_event("the job to finish", |event| event["message"] == "job finished")
+            .wait_for_event("the job to finish", |event| {
+                event["message"] == "job finished"
+            })
             .await;
         assert_eq!(finished["job.id"], id.as_str());
         assert_eq!(finished["outcome"], "succeeded");
         assert_eq!(finished["attempts"], 2);
         let panic = process
-            .wait_for_event("the panic to be logged", |event| event["message"] == "panic")
+            .wait_for_event("the panic to be logged", |event| {
+                event["message"] == "panic"
+            })
             .await;
-        assert_eq!(panic["span"]["job.id"], id.as_str(), "the panic is logged with the job id: {panic}");
+        assert_eq!(
+            panic["span"]["job.id"],
+            id.as_str(),
+            "the panic is logged with the job id: {panic}"
+        );
 
         process.signal("TERM");
         let exited = process.exit().await;
