@@ -19,7 +19,7 @@ fn longest_name(service_type: &str) -> String {
     while name.len() + suffix.len() < 40 {
         name.push('x');
     }
-    name + &suffix
+    name + suffix.as_str()
 }
 
 /// Generates `service_type` with the library and runs the four checks in

@@ -311,8 +311,7 @@ pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     } = counts;
     let exit = exit.map_or_else(|| "signal".to_owned(), |code| code.to_string());
     println!(
-        "summary: type={} scenario={scenario} offered={offered} accepted={accepted} completed={completed} refused={refused} lost={lost} exit={exit} {extra}",
-        SERVICE_KIND
+        "summary: type={SERVICE_KIND} scenario={scenario} offered={offered} accepted={accepted} completed={completed} refused={refused} lost={lost} exit={exit} {extra}"
     );
 }
 
