@@ -82,13 +82,58 @@ pub fn unavailable(retry_after_secs: u64, message: impl Into<String>) -> Respons
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        io,
+        sync::{Arc, Mutex, PoisonError},
+    };
+
     use axum::{body::Body, http::Request};
     use tower::ServiceExt;
 
     use super::*;
 
+    /// Collects the JSON log lines written while it is the default subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn events(&self) -> Vec<serde_json::Value> {
+            let bytes = self
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        }
+    }
+
     #[tokio::test]
-    async fn a_panicking_handler_fails_its_request_with_500_and_the_router_keeps_serving() {
+    async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_id() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
         let routes = Router::new().route(
             "/boom",
             get(|| async {
@@ -98,12 +143,28 @@ mod tests {
             }),
         );
         let app = router(routes, &Settings::default(), CancellationToken::new());
+        let request = || {
+            Request::get("/boom")
+                .header("x-request-id", "req-42")
+                .body(Body::empty())
+                .unwrap()
+        };
 
-        let request = || Request::get("/boom").body(Body::empty()).unwrap();
         let response = app.clone().oneshot(request()).await.unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(response.headers().contains_key("x-request-id"));
+        assert_eq!(response.headers()["x-request-id"], "req-42");
+        let logged = captured
+            .events()
+            .into_iter()
+            .find(|event| event["fields"]["message"] == "request handler panicked")
+            .expect("the panic is logged");
+        assert_eq!(logged["span"]["request.id"], "req-42");
+
         let again = app.oneshot(request()).await.unwrap();
-        assert_eq!(again.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            again.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the router keeps serving"
+        );
     }
 }
