@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::sync::{Mutex, PoisonError};
+
 use common::{Generated, cargo_step, note};
 
 /// The longest project name `hooks/init.rhai` accepts (40 characters), so
@@ -27,6 +29,10 @@ fn longest_name(service_type: &str) -> String {
 /// generated tests' `summary:` lines (SIGTERM under load, overload, faults)
 /// are printed.
 fn passes_cargo_checks(service_type: &'static str) {
+    // One type at a time: the generated binary tests measure latency and
+    // memory under load, which another type's build or load would disturb.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let generated = Generated::named(&longest_name(service_type), service_type);
     let project = &generated.project;
     // `--all-targets` everywhere: the same feature set for every build, so

@@ -12,6 +12,7 @@ mod layers;
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 pub use self::layers::{Origin, SettingsError};
 use crate::timeouts;
@@ -96,6 +97,15 @@ impl Problems {
         }
     }
 
+    /// Records a problem unless `value` is within `1..=max`. Capacities
+    /// have a ceiling: a bound in the millions is no bound at all, and the
+    /// Tokio primitives behind them panic far above it.
+    pub fn require_capacity(&mut self, key: &str, value: usize, max: usize) {
+        if value == 0 || value > max {
+            self.add(key, format!("must be between 1 and {max}"));
+        }
+    }
+
     pub(crate) fn into_inner(self) -> Vec<(String, String)> {
         self.0
     }
@@ -120,11 +130,25 @@ impl Default for LogSettings {
 }
 
 impl LogSettings {
+    /// Accepts `level` and `target=level` directives, comma-separated.
+    /// `Targets` alone would read a misspelt level (`inof`) as a target name
+    /// and silently log nothing, so each level is checked here.
     fn validate(&self, problems: &mut Problems) {
-        if let Err(error) = tracing_subscriber::filter::Targets::from_str(&self.level) {
+        let valid = !self.level.trim().is_empty()
+            && self.level.split(',').all(|directive| {
+                let level = directive
+                    .rsplit_once('=')
+                    .map_or(directive, |(_, level)| level);
+                LevelFilter::from_str(level.trim()).is_ok()
+            })
+            && Targets::from_str(&self.level).is_ok();
+        if !valid {
             problems.add(
                 "log.level",
-                format!("is not a valid filter ({error}); use directives such as \"info\" or \"warn,my_crate=debug\""),
+                format!(
+                    "\"{}\" is not a valid filter; use a level (error, warn, info, debug, trace, off), optionally per target: \"warn,my_crate=debug\"",
+                    self.level
+                ),
             );
         }
     }
@@ -164,9 +188,11 @@ impl Default for HttpSettings {
 
 impl HttpSettings {
     fn validate(&self, problems: &mut Problems) {
-        if self.max_concurrent_requests == 0 {
-            problems.add("http.max_concurrent_requests", "must be at least 1");
-        }
+        problems.require_capacity(
+            "http.max_concurrent_requests",
+            self.max_concurrent_requests,
+            1_000_000,
+        );
         problems.require_positive("http.retry_after_secs", self.retry_after_secs);
     }
 }
@@ -311,7 +337,39 @@ mod tests {
             .to_string();
         assert!(error.contains("http.max_concurrent_requests"), "{error}");
         assert!(error.contains(&variable), "{error}");
-        assert!(error.contains("at least 1"), "{error}");
+        assert!(error.contains("between 1 and"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_level_is_an_error_not_silence() {
+        for level in ["inof", "warning", "", "info,my_crate=loud"] {
+            let error = load(&[("RUST_LOG", level)], &no_file())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("log.level"), "{level:?}: {error}");
+        }
+        let settings = load(&[("RUST_LOG", "warn,my_crate=debug")], &no_file()).unwrap();
+        assert_eq!(settings.log.level, "warn,my_crate=debug");
+    }
+
+    #[test]
+    fn variables_that_only_share_the_prefix_are_ignored_but_typos_are_not() {
+        let kubernetes = [
+            (env_var("SERVICE_HOST"), "10.0.0.1"),
+            (env_var("PORT"), "tcp://10.0.0.1:80"),
+        ];
+        let env: Vec<(&str, &str)> = kubernetes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert!(load(&env, &no_file()).is_ok());
+
+        let typo = env_var("HTTP_LISTEN");
+        let error = load(&[(&typo, "127.0.0.1:1")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(&typo), "{error}");
+        assert!(
+            error.contains(&env_var("HTTP__LISTEN")),
+            "suggests the right name: {error}"
+        );
     }
 
     #[test]

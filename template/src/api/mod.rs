@@ -30,9 +30,7 @@ impl Default for Settings {
 
 impl Settings {
     pub(crate) fn validate(&self, problems: &mut Problems) {
-        if self.max_items == 0 {
-            problems.add("api.max_items", "must be at least 1");
-        }
+        problems.require_capacity("api.max_items", self.max_items, 100_000_000);
     }
 }
 

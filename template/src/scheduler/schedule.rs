@@ -89,9 +89,10 @@ fn next_start(origin: Instant, every: Duration, previous: Instant, now: Instant)
     if now <= following {
         return following;
     }
-    let periods = (now - origin).as_nanos().div_ceil(every.as_nanos());
-    let periods = u32::try_from(periods).unwrap_or(u32::MAX);
-    origin + every.saturating_mul(periods)
+    let every_ns = every.as_nanos().max(1);
+    let periods = (now - origin).as_nanos().div_ceil(every_ns);
+    let offset_ns = u64::try_from(periods.saturating_mul(every_ns)).unwrap_or(u64::MAX);
+    origin + Duration::from_nanos(offset_ns)
 }
 
 async fn run_once<A: Action>(

@@ -47,6 +47,10 @@ pub enum SettingsError {
         origin: String,
         valid: String,
     },
+    #[error(
+        "environment variable {name} starts like a setting but has no `__` between section and key; did you mean {suggestion}?"
+    )]
+    MisspeltVariable { name: String, suggestion: String },
     #[error("invalid setting `{key}` (from {origin}): {reason}")]
     Invalid {
         key: String,
@@ -139,13 +143,15 @@ fn read_layers(
         config: file,
     });
 
+    let sections: Vec<String> = table(&layers[0].config).into_keys().collect();
+    let service_env = service_variables(env, &sections)?;
     let environment = Config::builder()
         .add_source(
             Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
-                .source(Some(env.clone())),
+                .source(Some(service_env)),
         )
         .build()
         .map_err(|error| SettingsError::Other(error.to_string()))?;
@@ -180,6 +186,42 @@ fn read_layers(
         )?);
     }
     Ok(layers)
+}
+
+/// The environment variables that are settings: `{ENV_PREFIX}_SECTION__KEY`.
+///
+/// Others that merely share the prefix are left alone: Kubernetes, for one,
+/// injects `{ENV_PREFIX}_SERVICE_HOST` and `{ENV_PREFIX}_PORT` for a Service
+/// named like this one. A variable that names a known section with a single
+/// underscore (`{ENV_PREFIX}_HTTP_LISTEN`) is a typo, and an error.
+fn service_variables(
+    env: &Map<String, String>,
+    sections: &[String],
+) -> Result<Map<String, String>, SettingsError> {
+    let prefix = format!("{ENV_PREFIX}_");
+    let mut settings = Map::new();
+    for (name, value) in env {
+        let Some(rest) = name
+            .to_uppercase()
+            .strip_prefix(&prefix)
+            .map(str::to_lowercase)
+        else {
+            continue;
+        };
+        if rest.contains("__") {
+            settings.insert(name.clone(), value.clone());
+        } else if let Some(section) = sections
+            .iter()
+            .find(|section| rest.starts_with(&format!("{section}_")))
+        {
+            let key = format!("{section}.{}", &rest[section.len() + 1..]);
+            return Err(SettingsError::MisspeltVariable {
+                name: name.clone(),
+                suggestion: env_var_for(&key),
+            });
+        }
+    }
+    Ok(settings)
 }
 
 fn single_key_layer(origin: Origin, key: &str, value: String) -> Result<Layer, SettingsError> {

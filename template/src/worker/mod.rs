@@ -66,12 +66,8 @@ impl Default for Settings {
 
 impl Settings {
     pub(crate) fn validate(&self, problems: &mut Problems) {
-        if self.workers == 0 {
-            problems.add("worker.workers", "must be at least 1");
-        }
-        if self.queue_capacity == 0 {
-            problems.add("worker.queue_capacity", "must be at least 1");
-        }
+        problems.require_capacity("worker.workers", self.workers, 10_000);
+        problems.require_capacity("worker.queue_capacity", self.queue_capacity, 1_000_000);
         if self.max_attempts == 0 {
             problems.add("worker.max_attempts", "must be at least 1");
         }

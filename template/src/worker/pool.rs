@@ -195,7 +195,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn cpu_step_runs_on_the_blocking_pool() {
+    async fn a_job_with_a_cpu_step_succeeds() {
         let request = JobRequest {
             duration_ms: 0,
             cpu_rounds: 1_000,

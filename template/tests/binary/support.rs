@@ -186,6 +186,8 @@ pub struct Exited {
     pub code: Option<i32>,
     /// From the call to [`Process::exit`] to the exit.
     pub waited: Duration,
+    /// When the exit was seen.
+    pub at: Instant,
     /// Everything the process logged.
     pub logs: Logs,
 }
@@ -225,7 +227,8 @@ impl Process {
         }
     }
 
-    /// Resident memory in KiB, from `/proc/<pid>/status` (Linux).
+    /// Resident memory in KiB, from `/proc/<pid>/status`; `None` where
+    /// there is no such file (not Linux), and the memory checks are skipped.
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
         status
@@ -246,13 +249,15 @@ impl Process {
                 )
             })
             .expect("wait succeeds");
-        let waited = started.elapsed();
+        let at = Instant::now();
+        let waited = at - started;
         if let Some(reader) = self.reader.take() {
             let _ = tokio::time::timeout(WAIT_LIMIT, reader).await;
         }
         Exited {
             code: status.code(),
             waited,
+            at,
             logs: self.logs.clone(),
         }
     }
@@ -354,4 +359,9 @@ impl HeldRequest {
         let _ = tokio::time::timeout(WAIT_LIMIT, self.stream.read_to_end(&mut response)).await;
         String::from_utf8_lossy(&response).into_owned()
     }
+}
+
+/// A memory reading for the summary line.
+pub fn kib(reading: Option<u64>) -> String {
+    reading.map_or_else(|| "n/a".to_owned(), |kib| kib.to_string())
 }

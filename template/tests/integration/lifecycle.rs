@@ -47,9 +47,11 @@ async fn request_ids_are_echoed_or_generated() {
 }
 
 #[tokio::test]
-async fn readiness_turns_503_when_the_drain_starts_and_the_listener_closes_after_the_delay() {
+async fn readiness_turns_503_as_soon_as_the_drain_starts() {
     let mut settings = settings();
-    settings.shutdown.readiness_delay_ms = 2_000;
+    // Long enough that the listener is still open for the checks below.
+    settings.shutdown.readiness_delay_ms = 60_000;
+    settings.shutdown.grace_ms = 120_000;
     let service = start(settings).await;
     assert_eq!(answer(service.get("/readyz").await), Answer::Status(200));
 
@@ -61,8 +63,18 @@ async fn readiness_turns_503_when_the_drain_starts_and_the_listener_closes_after
         "still alive while draining"
     );
 
+    service.shutdown.force();
+    assert_eq!(service.finished().await.unwrap(), Stopped::Forced);
+}
+
+#[tokio::test]
+async fn the_listener_closes_after_the_readiness_delay() {
+    let mut settings = settings();
+    settings.shutdown.readiness_delay_ms = 100;
+    let service = start(settings).await;
     let address = service.address;
-    assert_eq!(service.finished().await.unwrap(), Stopped::Drained);
+
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
     let after = reqwest::Client::new()
         .get(format!("http://{address}/healthz"))
         .send()
