@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::{Mutex, PoisonError};
 
-use common::{Generated, cargo_step, note};
+use common::{Generated, cargo_step, note, prepare_dependencies};
 
 /// The longest project name `hooks/init.rhai` accepts (40 characters), so
 /// that every generated line holding the name is checked against rustfmt's
@@ -37,8 +37,17 @@ fn passes_cargo_checks(service_type: &'static str) {
     let project = &generated.project;
     // `--all-targets` everywhere: the same feature set for every build, so
     // `cargo test` and the other types reuse what `cargo build` compiled.
-    cargo_step(service_type, project, &["build", "--all-targets"]);
-    let tests = cargo_step(service_type, project, &["test", "--", "--show-output"]);
+    let locked = prepare_dependencies(service_type, project);
+    cargo_step(
+        service_type,
+        project,
+        &[&["build", "--all-targets"], locked].concat(),
+    );
+    let tests = cargo_step(
+        service_type,
+        project,
+        &[&["test"], locked, &["--", "--show-output"]].concat(),
+    );
     for line in String::from_utf8_lossy(&tests.stdout).lines() {
         if line.starts_with("summary:") {
             note(&format!("[{service_type}] {line}"));
@@ -47,7 +56,12 @@ fn passes_cargo_checks(service_type: &'static str) {
     cargo_step(
         service_type,
         project,
-        &["clippy", "--all-targets", "--", "-D", "warnings"],
+        &[
+            &["clippy", "--all-targets"],
+            locked,
+            &["--", "-D", "warnings"],
+        ]
+        .concat(),
     );
     cargo_step(service_type, project, &["fmt", "--check"]);
 }

@@ -11,6 +11,7 @@ mod common;
 
 use common::{
     Scratch, cargo_step, cli_version, files_below, generate_with_cli, generate_with_library, note,
+    prepare_dependencies,
 };
 
 fn cli_generates_a_building_project(service_type: &'static str) {
@@ -68,7 +69,12 @@ fn cli_generates_a_building_project(service_type: &'static str) {
 
     // `--all-targets`, as in cargo_checks: the same feature set, so the
     // dependencies compiled there are reused here.
-    cargo_step(service_type, &project, &["build", "--all-targets"]);
+    let locked = prepare_dependencies(service_type, &project);
+    cargo_step(
+        service_type,
+        &project,
+        &[&["build", "--all-targets"], locked].concat(),
+    );
 }
 
 #[test]

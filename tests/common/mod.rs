@@ -563,3 +563,97 @@ pub fn mentions(text: &str, phrase: &str) -> bool {
         !before.is_some_and(is_word) && !after.is_some_and(is_word)
     })
 }
+
+// ---------------------------------------------------------------------------
+// Dependency locks: the shipped lock, or the newest crates
+// ---------------------------------------------------------------------------
+
+/// Set to `newest` to ignore the shipped locks and build against the newest
+/// compatible crates (what the nightly workflow does).
+pub const DEPS_MODE_VAR: &str = "NEBULA_TEMPLATE_DEPS";
+
+/// Whether builds use the lock shipped for the type, or the newest crates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepsMode {
+    Locked,
+    Newest,
+}
+
+impl DepsMode {
+    /// From [`DEPS_MODE_VAR`]: `newest`, or `locked` (the default).
+    pub fn from_env() -> Self {
+        match std::env::var(DEPS_MODE_VAR).as_deref() {
+            Ok("newest") => Self::Newest,
+            Ok("locked") | Err(_) => Self::Locked,
+            Ok(other) => panic!("{DEPS_MODE_VAR}={other}: accepted values are locked, newest"),
+        }
+    }
+}
+
+/// The `(name, version)` of every package in a lock file but the project's own.
+fn locked_packages(
+    lock: &Path,
+    project_name: &str,
+) -> std::collections::BTreeSet<(String, String)> {
+    let text = read_text(lock);
+    let parsed: toml::Table = toml::from_str(&text)
+        .unwrap_or_else(|error| panic!("{} does not parse: {error}", lock.display()));
+    parsed
+        .get("package")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|package| {
+            let name = package.get("name")?.as_str()?;
+            let version = package.get("version")?.as_str()?;
+            (name != project_name).then(|| (name.to_owned(), version.to_owned()))
+        })
+        .collect()
+}
+
+/// Gets `project` ready to build in the current [`DepsMode`] and returns the
+/// flag its cargo commands need (`--locked`, or nothing).
+///
+/// Locked: the project came with the lock shipped for its type. Cargo may
+/// re-sort it (the project's own entry sorts by its name) but must not change
+/// a single package; if it does, the shipped lock is stale and the test fails
+/// naming the command that refreshes it. Newest: the lock is dropped and
+/// resolved afresh.
+pub fn prepare_dependencies(service_type: &str, project: &Path) -> &'static [&'static str] {
+    let lock = project.join("Cargo.lock");
+    let project_name = project
+        .file_name()
+        .and_then(OsStr::to_str)
+        .unwrap_or_default()
+        .to_owned();
+    match DepsMode::from_env() {
+        DepsMode::Locked => {
+            assert!(
+                lock.is_file(),
+                "[{service_type}] the generated project has no Cargo.lock: template/locks/{service_type}.Cargo.lock \
+                 is missing; create it with scripts/refresh-locks"
+            );
+            let shipped = locked_packages(&lock, &project_name);
+            cargo_step(
+                service_type,
+                project,
+                &["metadata", "--format-version", "1", "--quiet"],
+            );
+            let resolved = locked_packages(&lock, &project_name);
+            let added: Vec<_> = resolved.difference(&shipped).collect();
+            let dropped: Vec<_> = shipped.difference(&resolved).collect();
+            assert!(
+                added.is_empty() && dropped.is_empty(),
+                "[{service_type}] template/locks/{service_type}.Cargo.lock no longer matches the \
+                 dependencies in template/Cargo.toml (cargo added {added:?} and dropped {dropped:?}). \
+                 Regenerate the locks with `scripts/refresh-locks`, run the tests, and commit them."
+            );
+            &["--locked"]
+        }
+        DepsMode::Newest => {
+            let _ = fs::remove_file(&lock);
+            cargo_step(service_type, project, &["update", "--quiet"]);
+            &[]
+        }
+    }
+}
