@@ -96,7 +96,9 @@ impl Job {
     /// # Panics
     /// When `panic_attempts` asks for it.
     pub async fn run_attempt(&self, attempt: u32) -> Result<(), JobError> {
-        tokio::time::sleep(Duration::from_millis(self.request.duration_ms)).await;
+        if self.request.duration_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.request.duration_ms)).await;
+        }
         if self.request.cpu_rounds > 0 {
             let rounds = self.request.cpu_rounds;
             let checksum = tokio::task::spawn_blocking(move || cpu_step(rounds))

@@ -51,7 +51,9 @@ async fn main() {
         tokio::spawn(async move {
             loop {
                 let Some(job) = receiver.lock().await.recv().await else { break };
-                tokio::time::sleep(std::time::Duration::from_millis(job.duration_ms)).await;
+                if job.duration_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(job.duration_ms)).await;
+                }
                 let _ = writeln!(std::io::stderr(), "job finished id={} outcome=succeeded", job.id);
             }
         });
