@@ -1,14 +1,14 @@
 //! The workers: each takes jobs from the queue and runs them to one outcome.
 //!
-//! An attempt runs in its own task, so a panic in job code fails that
-//! attempt (and is retried) instead of killing the worker and losing the
-//! job. Each attempt is limited by the job timeout; between attempts the
+//! A panic in job code is caught at the attempt, so it fails that attempt
+//! (and is retried) instead of killing the worker and losing the job. Each attempt is limited by the job timeout; between attempts the
 //! worker waits according to the backoff. Only the drain deadline stops a
 //! job early, and then it is reported as abandoned.
 
-use std::time::Duration;
+use std::{panic::AssertUnwindSafe, time::Duration};
 
-use tokio::{task::JoinSet, time::Instant};
+use futures_util::FutureExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -103,26 +103,22 @@ pub async fn process(
     }
 }
 
-/// One attempt in its own task, under `timeout`. The error says what kind
-/// of failure it was, for the log.
+/// One attempt under `timeout`. A panic in the job fails the attempt
+/// instead of unwinding through the worker. The error says what kind of
+/// failure it was, for the log.
 async fn run_attempt(job: &Job, attempt: u32, timeout: Duration) -> Result<(), &'static str> {
-    let mut task = JoinSet::new();
-    let job = job.clone();
-    // The attempt's task stays in the job's span, so its logs (a panic
-    // message included) carry the job id.
-    task.spawn(async move { job.run_attempt(attempt).await }.in_current_span());
-    // Dropping the set on timeout aborts the attempt's task.
-    match tokio::time::timeout(timeout, task.join_next()).await {
-        Ok(Some(Ok(Ok(())))) => Ok(()),
-        Ok(Some(Ok(Err(error)))) => {
+    let guarded = AssertUnwindSafe(job.run_attempt(attempt)).catch_unwind();
+    // On timeout the attempt's future is dropped, which cancels it.
+    match tokio::time::timeout(timeout, guarded).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(error))) => {
             tracing::debug!(attempt, %error, "job attempt returned an error");
             Err("error")
         }
-        Ok(Some(Err(join_error))) if join_error.is_panic() => {
+        Ok(Err(_panic)) => {
             tracing::error!(attempt, "job attempt panicked");
             Err("panic")
         }
-        Ok(Some(Err(_)) | None) => Err("cancelled"),
         Err(_elapsed) => Err("timeout"),
     }
 }

@@ -9,7 +9,8 @@ use serde_json::json;
 use crate::{
     load::{Load, balancer},
     support::{
-        Answer, Counts, HeldRequest, Launch, Process, answer, client, kib, runtime, serial, summary,
+        Answer, Counts, HeldRequest, Launch, Process, answer, assert_deadline_exit, client,
+        deadline_summary, kib, runtime, serial, summary,
     },
 };
 
@@ -234,24 +235,9 @@ fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
         let signalled = Instant::now();
         process.signal("TERM");
         let exited = process.exit().await;
-        let sigterm_to_exit = exited.at - signalled;
+        deadline_summary(&exited, signalled);
+        assert_deadline_exit(&exited, signalled, grace);
         let response = held.finish().await;
-
-        summary(
-            "drain-deadline",
-            Counts {
-                offered: 1,
-                accepted: 1,
-                ..Counts::default()
-            },
-            exited.code,
-            &format!("sigterm_to_exit_ms={}", sigterm_to_exit.as_millis()),
-        );
-        assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
-        assert!(
-            sigterm_to_exit >= grace && sigterm_to_exit < grace + Duration::from_secs(2),
-            "exit came {sigterm_to_exit:?} after SIGTERM; the grace is {grace:?}"
-        );
         assert_eq!(
             exited
                 .logs

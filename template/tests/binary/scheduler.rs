@@ -12,7 +12,7 @@ use tokio::{
 
 use crate::{
     config_errors::config_file,
-    support::{Counts, Launch, runtime, serial, summary},
+    support::{Counts, Launch, assert_deadline_exit, deadline_summary, runtime, serial, summary},
 };
 
 use {{crate_name}}::Exit;
@@ -118,24 +118,10 @@ fn a_run_still_going_at_the_deadline_is_cancelled_and_logged() {
         let signalled = Instant::now();
         process.signal("TERM");
         let exited = process.exit().await;
-        let sigterm_to_exit = exited.at - signalled;
+        deadline_summary(&exited, signalled);
+        assert_deadline_exit(&exited, signalled, grace);
 
         let runs = exited.logs.with_message("run finished");
-        summary(
-            "drain-deadline",
-            Counts {
-                offered: 1,
-                accepted: 1,
-                ..Counts::default()
-            },
-            exited.code,
-            &format!("sigterm_to_exit_ms={}", sigterm_to_exit.as_millis()),
-        );
-        assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
-        assert!(
-            sigterm_to_exit >= grace && sigterm_to_exit < grace + Duration::from_secs(2),
-            "exit came {sigterm_to_exit:?} after SIGTERM; the grace is {grace:?}"
-        );
         assert_eq!(runs.len(), 1, "{runs:?}");
         assert_eq!(runs[0]["outcome"], "cancelled");
     });

@@ -18,7 +18,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use {{crate_name}}::{SERVICE_KIND, settings::ENV_PREFIX};
+use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
 
 /// The binary under test, built by Cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
@@ -261,6 +261,33 @@ impl Process {
             logs: self.logs.clone(),
         }
     }
+}
+
+/// Checks an exit at the drain deadline: the deadline code, no sooner than
+/// the grace after the signal and no later than 2 s past it (the cancel
+/// margin plus room for a loaded machine).
+pub fn assert_deadline_exit(exited: &Exited, signalled: Instant, grace: Duration) {
+    let sigterm_to_exit = exited.at - signalled;
+    assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
+    assert!(
+        sigterm_to_exit >= grace && sigterm_to_exit < grace + Duration::from_secs(2),
+        "exit came {sigterm_to_exit:?} after SIGTERM; the grace is {grace:?}"
+    );
+}
+
+/// The summary of a scenario with one piece of work cut at the deadline.
+pub fn deadline_summary(exited: &Exited, signalled: Instant) {
+    let sigterm_to_exit = exited.at - signalled;
+    summary(
+        "drain-deadline",
+        Counts {
+            offered: 1,
+            accepted: 1,
+            ..Counts::default()
+        },
+        exited.code,
+        &format!("sigterm_to_exit_ms={}", sigterm_to_exit.as_millis()),
+    );
 }
 
 /// The outcome of one request.

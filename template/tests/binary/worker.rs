@@ -13,7 +13,8 @@ use crate::{
     config_errors::{case, check},
     load::{Load, Tally, balancer},
     support::{
-        Answer, Counts, Launch, Logs, Process, answer, client, kib, runtime, serial, summary,
+        Answer, Counts, Launch, Logs, Process, answer, assert_deadline_exit, client, kib, runtime,
+        serial, summary,
     },
 };
 
@@ -198,11 +199,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
                 "resident memory {peak_rss} KiB under overload"
             );
         }
-        assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
-        assert!(
-            sigterm_to_exit >= grace && sigterm_to_exit < grace + Duration::from_secs(2),
-            "exit came {sigterm_to_exit:?} after SIGTERM; the grace is {grace:?}"
-        );
+        assert_deadline_exit(&exited, signalled, grace);
         assert!(lost.is_empty(), "lost work: {lost:#?}");
         assert_eq!(
             exited
