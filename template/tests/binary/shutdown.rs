@@ -25,6 +25,19 @@ fn sigterm_on_an_idle_service_drains_and_exits_cleanly() {
 }
 
 #[test]
+fn the_binary_starts_without_a_config_file() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let empty = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-config-here");
+        std::fs::create_dir_all(&empty).expect("empty folder");
+        let process = Launch::default().in_dir(&empty).start().await;
+        process.signal("TERM");
+        let exited = process.exit().await;
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+    });
+}
+
+#[test]
 fn a_second_signal_forces_the_exit_during_the_drain() {
     let _serial = serial();
     runtime().block_on(async {

@@ -48,6 +48,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub struct Launch {
     env: Vec<(String, String)>,
     args: Vec<String>,
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Launch {
@@ -55,6 +56,7 @@ impl Default for Launch {
         Self {
             env: Vec::new(),
             args: vec!["--log-format".to_owned(), "json".to_owned()],
+            dir: None,
         }
         .setting("HTTP__LISTEN", "127.0.0.1:0")
     }
@@ -72,6 +74,13 @@ impl Launch {
     /// Sets any environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs the binary in `dir` instead of the package root (where
+    /// `config/default.toml` would be read).
+    pub fn in_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.dir = Some(dir.into());
         self
     }
 
@@ -95,6 +104,9 @@ impl Launch {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
         command
     }
 
