@@ -6,11 +6,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "../shared/held_request.rs"]
+mod held_request;
+
+use self::held_request::hold_every_permit;
 use crate::{
     load::{Load, balancer},
     support::{
-        Answer, Counts, HeldRequest, Launch, Process, answer, assert_deadline_exit, client,
-        deadline_summary, kib, runtime, serial, summary,
+        Answer, Counts, Launch, Process, answer, assert_deadline_exit, client, deadline_summary,
+        kib, runtime, serial, summary,
     },
 };
 
@@ -25,27 +29,6 @@ fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
     Load::start(clients, limit, move |http| {
         http.post(&url).json(&json!({"name": "load"}))
     })
-}
-
-/// Waits until a request is shed: then the held requests hold every
-/// concurrency permit, so they are being handled.
-async fn wait_until_permits_taken(process: &Process) {
-    let probe = process.url("/v1/items");
-    let deadline = tokio::time::Instant::now() + crate::support::WAIT_LIMIT;
-    while answer(
-        client()
-            .post(&probe)
-            .json(&json!({"name": "probe"}))
-            .send()
-            .await,
-    ) != Answer::Status(503)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the held requests never took every permit"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Readiness turns 503 first, a stand-in load balancer stops sending, and
@@ -156,13 +139,7 @@ fn overload_is_shed_with_503_and_memory_stays_bounded() {
             .start()
             .await;
         let idle_rss = process.rss_kib();
-        let mut held = Vec::new();
-        for _ in 0..8 {
-            held.push(
-                HeldRequest::start(process.address, "/v1/items", r#"{"name": "held"}"#).await,
-            );
-        }
-        wait_until_permits_taken(&process).await;
+        let held = hold_every_permit(process.address, "/v1/items", r#"{"name": "held"}"#, 8).await;
 
         let load = create_load(&process, 32, 2_000);
         let mut peak_rss = idle_rss;
@@ -229,8 +206,9 @@ fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
             .setting("HTTP__MAX_CONCURRENT_REQUESTS", 1)
             .start()
             .await;
-        let held = HeldRequest::start(process.address, "/v1/items", r#"{"name": "held"}"#).await;
-        wait_until_permits_taken(&process).await;
+        let held = hold_every_permit(process.address, "/v1/items", r#"{"name": "held"}"#, 1)
+            .await
+            .remove(0);
 
         let signalled = Instant::now();
         process.signal("TERM");

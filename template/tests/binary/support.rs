@@ -359,47 +359,6 @@ pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     );
 }
 
-/// A request held in flight: its headers and part of its body are sent,
-/// the rest waits until [`HeldRequest::finish`].
-pub struct HeldRequest {
-    stream: tokio::net::TcpStream,
-    rest: Vec<u8>,
-}
-
-impl HeldRequest {
-    /// Sends `POST path` with a JSON `body`, all but its last bytes.
-    pub async fn start(address: SocketAddr, path: &str, body: &str) -> Self {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("connects");
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        let split = body.len() / 2;
-        stream.write_all(head.as_bytes()).await.expect("head sent");
-        stream
-            .write_all(&body.as_bytes()[..split])
-            .await
-            .expect("part of the body sent");
-        Self {
-            stream,
-            rest: body.as_bytes()[split..].to_vec(),
-        }
-    }
-
-    /// Sends the rest of the body and returns the raw response (empty if
-    /// the connection was closed without one).
-    pub async fn finish(mut self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let _ = self.stream.write_all(&self.rest).await;
-        let mut response = Vec::new();
-        let _ = tokio::time::timeout(WAIT_LIMIT, self.stream.read_to_end(&mut response)).await;
-        String::from_utf8_lossy(&response).into_owned()
-    }
-}
-
 /// A memory reading for the summary line.
 pub fn kib(reading: Option<u64>) -> String {
     reading.map_or_else(|| "n/a".to_owned(), |kib| kib.to_string())

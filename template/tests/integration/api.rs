@@ -2,12 +2,12 @@
 //! finish during the drain.
 
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
 
-use crate::support::{Answer, answer, eventually, settings, start};
+#[path = "../shared/held_request.rs"]
+mod held_request;
+
+use self::held_request::hold_every_permit;
+use crate::support::{Answer, answer, settings, start};
 
 use {{crate_name}}::Stopped;
 
@@ -81,39 +81,21 @@ async fn a_full_store_refuses_new_items() {
 }
 
 /// One request is held in flight by sending its body slowly. While it
-/// holds the only concurrency permit, other requests are shed with 503;
-/// after shutdown is requested it still completes, and later connections
-/// are refused.
+/// holds the only concurrency permit, other requests are shed with 503 and
+/// `Retry-After`; after shutdown is requested it still completes, and later
+/// connections are refused.
 #[tokio::test]
 async fn excess_requests_are_shed_and_in_flight_requests_finish_during_the_drain() {
     let mut settings = settings();
     settings.http.max_concurrent_requests = 1;
     let service = start(settings).await;
 
-    let body = br#"{"name": "slow"}"#;
-    let mut slow = TcpStream::connect(service.address).await.unwrap();
-    let head = format!(
-        "POST /v1/items HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&body[..5]).await.unwrap();
-
-    // The slow request holds the permit once another one is shed.
-    let shed = eventually("a concurrent request to be refused with 503", || async {
-        let response = service
-            .post_json("/v1/items", &json!({"name": "fast"}))
-            .await
-            .unwrap();
-        (response.status() == 503).then_some(response)
-    })
-    .await;
-    assert_eq!(shed.headers()["retry-after"], "1");
+    let slow = hold_every_permit(service.address, "/v1/items", r#"{"name": "slow"}"#, 1)
+        .await
+        .remove(0);
 
     service.shutdown.request();
-    slow.write_all(&body[5..]).await.unwrap();
-    let mut response = String::new();
-    slow.read_to_string(&mut response).await.unwrap();
+    let response = slow.finish().await;
     assert!(
         response.starts_with("HTTP/1.1 201"),
         "in-flight request should complete: {response}"
