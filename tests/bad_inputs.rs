@@ -6,15 +6,14 @@
 //! behave the same):
 //! - A bad project name is refused by the template's `init` hook, which runs
 //!   before cargo-generate creates the project folder: nothing is left.
-//! - A bad `service_type` (outside `choices`) or `http_port` (not matching
-//!   `regex`) is refused by cargo-generate itself while it fills the
-//!   placeholders, and it does that AFTER creating the project folder
-//!   (`expand_template`: `destination.create()` comes before
-//!   `fill_placeholders_and_merge_conditionals`). An EMPTY project folder is
-//!   left behind, and a second run with the same name then fails with
-//!   "Target directory already exists". The template cannot prevent that;
-//!   if a cargo-generate release stops doing it, these expectations fail and
-//!   must be updated to `Leftover::Nothing`.
+//! - A bad `service_type` or `http_port` is refused by the template's `pre`
+//!   hook, which cargo-generate runs AFTER creating the project folder
+//!   (`expand_template`: `destination.create()` comes before the placeholders
+//!   are filled and the hooks run). An EMPTY project folder is left behind,
+//!   and a second run with the same name then fails with "Target directory
+//!   already exists". Hooks cannot remove it; if a cargo-generate release
+//!   stops creating it early, these expectations fail and must be updated to
+//!   `Leftover::Nothing`.
 
 mod common;
 
@@ -33,10 +32,9 @@ struct Case {
     name: &'static str,
     defines: &'static [&'static str],
     /// Phrases the message must contain as whole words: the option, then
-    /// what it accepts. For `choices` and `regex` placeholders the message is
-    /// cargo-generate's own (`Sorry, "cron" is not a valid value for
-    /// service_type` in 0.23.14 and 0.26.0), which lists nothing accepted; the
-    /// template has to validate these itself to meet this.
+    /// what it accepts. (cargo-generate's own message for `choices` and
+    /// `regex` placeholders lists nothing accepted, which is why the template
+    /// validates them in its `pre` hook.)
     mentions: &'static [&'static str],
     leftover: Leftover,
 }

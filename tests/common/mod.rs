@@ -4,7 +4,10 @@
 //!
 //! Every test crate under `tests/` includes this module and uses a different
 //! part of it, hence the `dead_code` allowance.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of this module"
+)]
 
 use std::{
     ffi::OsStr,
