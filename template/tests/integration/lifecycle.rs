@@ -1,9 +1,13 @@
 //! What every service type shares: probes, request ids, and the shutdown
 //! phases.
 
-use crate::support::{Answer, answer, settings, start};
+use axum::{Router, body::Body, http::Request, routing::get};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
-use {{crate_name}}::Stopped;
+use crate::support::{Answer, Logs, answer, settings, start};
+
+use {{crate_name}}::{Settings, Stopped, http};
 
 #[tokio::test]
 async fn probes_answer_while_running() {
@@ -102,4 +106,34 @@ async fn a_forced_shutdown_returns_at_once_from_the_drain() {
     service.shutdown.request();
     service.shutdown.force();
     assert_eq!(service.finished().await.unwrap(), Stopped::Forced);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_id() {
+    let (logs, _guard) = Logs::capture();
+    let routes = Router::new().route(
+        "/boom",
+        get(|| async {
+            let empty: Vec<u8> = Vec::new();
+            // Indexing out of bounds stands in for any bug in a handler.
+            empty[1].to_string()
+        }),
+    );
+    let app = http::router(routes, &Settings::default(), CancellationToken::new());
+    let request = || {
+        Request::get("/boom")
+            .header("x-request-id", "req-42")
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let response = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    let logged = logs.events("request handler panicked");
+    assert_eq!(logged.len(), 1, "the panic is logged once");
+    assert_eq!(logged[0]["span"]["request.id"], "req-42");
+
+    let again = app.oneshot(request()).await.unwrap();
+    assert_eq!(again.status(), 500, "the router keeps serving");
 }
