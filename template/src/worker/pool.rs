@@ -1,9 +1,10 @@
 //! The workers: each takes jobs from the queue and runs them to one outcome.
 //!
 //! A panic in job code is caught at the attempt, so it fails that attempt
-//! (and is retried) instead of killing the worker and losing the job. Each attempt is limited by the job timeout; between attempts the
-//! worker waits according to the backoff. Only the drain deadline stops a
-//! job early, and then it is reported as abandoned.
+//! (and is retried) instead of killing the worker and losing the job. Each
+//! attempt is limited by the job timeout; between attempts the worker waits
+//! according to the backoff. Only the drain deadline stops a job early, and
+//! then it is reported as abandoned.
 
 use std::{panic::AssertUnwindSafe, time::Duration};
 
