@@ -13,16 +13,12 @@ use self::held_request::hold_every_permit;
 use crate::{
     load::{Load, balancer},
     support::{
-        Answer, Counts, Launch, Process, answer, assert_deadline_exit, client, deadline_summary,
-        kib, runtime, serial, summary,
+        Answer, Counts, Launch, Process, answer, assert_deadline_exit,
+        assert_overload_memory_bounded, client, deadline_summary, kib, runtime, serial, summary,
     },
 };
 
 use {{crate_name}}::Exit;
-
-/// Resident memory the api stays under while shedding a flood of requests,
-/// as documented in the README.
-const OVERLOAD_RSS_LIMIT_KIB: u64 = 64 * 1024;
 
 fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
     let url = process.url("/v1/items");
@@ -142,13 +138,7 @@ fn overload_is_shed_with_503_and_memory_stays_bounded() {
         let held = hold_every_permit(process.address, "/v1/items", r#"{"name": "held"}"#, 8).await;
 
         let load = create_load(&process, 32, 2_000);
-        let mut peak_rss = idle_rss;
-        while load.offered.load(std::sync::atomic::Ordering::SeqCst) < 2_000 {
-            peak_rss = peak_rss.max(process.rss_kib());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let tally = load.finish().await;
-        peak_rss = peak_rss.max(process.rss_kib());
+        let (tally, peak_rss) = load.finish_watching_memory(&process, 2_000).await;
 
         let mut completed = 0;
         for request in held {
@@ -186,12 +176,7 @@ fn overload_is_shed_with_503_and_memory_stays_bounded() {
             tally.refused_with_retry_after, 2_000,
             "the excess gets 503 + Retry-After"
         );
-        if let Some(peak_rss) = peak_rss {
-            assert!(
-                peak_rss < OVERLOAD_RSS_LIMIT_KIB,
-                "resident memory {peak_rss} KiB under overload"
-            );
-        }
+        assert_overload_memory_bounded(peak_rss);
         assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
     });
 }

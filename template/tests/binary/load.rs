@@ -13,7 +13,7 @@ use std::{
 
 use tokio::task::JoinSet;
 
-use crate::support::{Answer, answer, client};
+use crate::support::{Answer, Process, answer, client};
 
 /// What the clients saw, by kind of answer.
 #[derive(Debug, Default, Clone)]
@@ -123,6 +123,23 @@ impl Load {
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// Waits until `offers` requests were sent, sampling the process's
+    /// resident memory meanwhile, then finishes. Returns what the clients
+    /// saw and the highest reading (`None` where RSS cannot be read).
+    pub async fn finish_watching_memory(
+        self,
+        process: &Process,
+        offers: usize,
+    ) -> (Tally, Option<u64>) {
+        let mut peak = process.rss_kib();
+        while self.offered.load(Ordering::SeqCst) < offers {
+            peak = peak.max(process.rss_kib());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let tally = self.finish().await;
+        (tally, peak.max(process.rss_kib()))
     }
 
     /// Waits for every client to finish and returns what they saw.

@@ -359,6 +359,20 @@ pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     );
 }
 
+/// Resident memory a service stays under while refusing a flood of work,
+/// as documented in the README.
+pub const OVERLOAD_RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+/// Checks the peak memory under overload, where it could be read.
+pub fn assert_overload_memory_bounded(peak_kib: Option<u64>) {
+    if let Some(peak_kib) = peak_kib {
+        assert!(
+            peak_kib < OVERLOAD_RSS_LIMIT_KIB,
+            "resident memory {peak_kib} KiB under overload"
+        );
+    }
+}
+
 /// A memory reading for the summary line.
 pub fn kib(reading: Option<u64>) -> String {
     reading.map_or_else(|| "n/a".to_owned(), |kib| kib.to_string())

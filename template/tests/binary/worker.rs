@@ -13,16 +13,12 @@ use crate::{
     config_errors::{case, check},
     load::{Load, Tally, balancer},
     support::{
-        Answer, Counts, Launch, Logs, Process, answer, assert_deadline_exit, client, kib, runtime,
-        serial, summary,
+        Answer, Counts, Launch, Logs, Process, answer, assert_deadline_exit,
+        assert_overload_memory_bounded, client, kib, runtime, serial, summary,
     },
 };
 
 use {{crate_name}}::Exit;
-
-/// Resident memory the worker stays under while refusing a flood of jobs,
-/// as documented in the README.
-const OVERLOAD_RSS_LIMIT_KIB: u64 = 64 * 1024;
 
 /// Starts clients that submit `job` to `/jobs`.
 fn submit_load(process: &Process, clients: usize, limit: usize, job: Value) -> Load {
@@ -149,15 +145,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
         let idle_rss = process.rss_kib();
 
         let load = submit_load(&process, 32, 5_000, json!({"duration_ms": 600_000}));
-        let mut peak_rss = idle_rss;
-        let tally = loop {
-            peak_rss = peak_rss.max(process.rss_kib());
-            if load.offered.load(std::sync::atomic::Ordering::SeqCst) >= 5_000 {
-                break load.finish().await;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        peak_rss = peak_rss.max(process.rss_kib());
+        let (tally, peak_rss) = load.finish_watching_memory(&process, 5_000).await;
         let accepted = accepted_ids(&tally);
 
         let signalled = Instant::now();
@@ -193,12 +181,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
             5_000 - accepted.len(),
             "the excess gets 503 + Retry-After"
         );
-        if let Some(peak_rss) = peak_rss {
-            assert!(
-                peak_rss < OVERLOAD_RSS_LIMIT_KIB,
-                "resident memory {peak_rss} KiB under overload"
-            );
-        }
+        assert_overload_memory_bounded(peak_rss);
         assert_deadline_exit(&exited, signalled, grace);
         assert!(lost.is_empty(), "lost work: {lost:#?}");
         assert_eq!(
