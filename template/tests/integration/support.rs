@@ -6,16 +6,16 @@
 #![allow(dead_code, reason = "not every service type uses every helper")]
 
 use std::{
+    cell::RefCell,
     future::Future,
     io,
     net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, Once, PoisonError},
     time::Duration,
 };
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
-use tracing::subscriber::DefaultGuard;
 
 use {{crate_name}}::{RunError, Service, Settings, Shutdown, Stopped};
 
@@ -39,6 +39,7 @@ pub struct Running {
 
 /// Binds and starts the service. Returns once it accepts connections.
 pub async fn start(settings: Settings) -> Running {
+    install_subscriber();
     let service = Service::bind(settings).await.expect("service binds");
     let address = service.local_addr();
     let shutdown = Shutdown::new();
@@ -116,24 +117,54 @@ where
     }
 }
 
-/// Log events captured as JSON objects. Capture is per thread, so tests that
-/// read logs use the default current-thread runtime, where every task of the
+/// Log events captured as JSON objects, per test thread. Tests that read
+/// logs use the default current-thread runtime, where every task of the
 /// service runs on the test's thread.
+///
+/// One global subscriber serves every test, installed before any service
+/// starts: with a subscriber per test (`set_default`), a span or event first
+/// hit on another thread at the moment a test installs its own can have its
+/// interest cached as "never", and silently go missing from that test.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
-impl Logs {
-    /// Captures every event of the calling thread until the guard drops.
-    pub fn capture() -> (Self, DefaultGuard) {
-        let logs = Self::default();
-        let writer = logs.clone();
+thread_local! {
+    /// Where the calling thread's log lines go, if anywhere.
+    static CAPTURING: RefCell<Option<Logs>> = const { RefCell::new(None) };
+}
+
+/// Installs the global subscriber once; lines go to the calling thread's
+/// [`Logs`], if it is capturing.
+fn install_subscriber() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
         let subscriber = tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
             .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
+            .with_writer(|| ThreadCapture)
             .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in the integration tests");
+    });
+}
+
+/// Stops the calling thread's capture when dropped.
+pub struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURING.with(|capturing| capturing.borrow_mut().take());
+    }
+}
+
+impl Logs {
+    /// Captures every event of the calling thread until the guard drops.
+    pub fn capture() -> (Self, CaptureGuard) {
+        install_subscriber();
+        let logs = Self::default();
+        CAPTURING.with(|capturing| *capturing.borrow_mut() = Some(logs.clone()));
+        (logs, CaptureGuard)
     }
 
     /// Every captured event with the given message.
@@ -151,12 +182,20 @@ impl Logs {
     }
 }
 
-impl io::Write for Logs {
+/// The writer of the global subscriber: appends to the calling thread's
+/// capture, or drops the line.
+struct ThreadCapture;
+
+impl io::Write for ThreadCapture {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
+        CAPTURING.with(|capturing| {
+            if let Some(logs) = capturing.borrow().as_ref() {
+                logs.0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
 
