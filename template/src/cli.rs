@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::settings::{LogFormat, Overrides};
 
@@ -25,6 +25,18 @@ pub struct Cli {
     /// Validate the configuration, print the effective settings and exit.
     #[arg(long)]
     pub check_config: bool,
+
+    /// Without a command, the service runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 when the service on this host answers GET /healthz with 200,
+    /// 1 otherwise: the container health check (the image has no curl).
+    /// Reads the same settings as the service to find its address.
+    Healthcheck,
 }
 
 impl Cli {

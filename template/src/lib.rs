@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod exit;
+pub mod healthcheck;
 pub mod http;
+pub mod prometheus;
 pub mod service;
 pub mod settings;
 pub mod shutdown;

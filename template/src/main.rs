@@ -4,7 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use {{crate_name}}::{Exit, Settings, cli::Cli, telemetry};
+use {{crate_name}}::{
+    Exit, Settings,
+    cli::{Cli, Command},
+    healthcheck, telemetry,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -14,6 +18,9 @@ fn main() -> ExitCode {
     };
     if cli.check_config {
         return print_settings(&settings);
+    }
+    if let Some(Command::Healthcheck) = cli.command {
+        return check_health(&settings);
     }
     if let Err(error) = telemetry::init(&settings.log) {
         return fail(Exit::ConfigError, &error.into());
@@ -49,6 +56,22 @@ fn fail(exit: Exit, error: &anyhow::Error) -> ExitCode {
 fn fail_exit(exit: Exit, error: &anyhow::Error) -> Exit {
     eprintln!("error: {error:#}");
     exit
+}
+
+/// Runs the health check on a small runtime of its own: no logging, and
+/// only the error on stderr when it fails.
+fn check_health(settings: &Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(Exit::RuntimeFailure, &error.into()),
+    };
+    match runtime.block_on(healthcheck::check(settings)) {
+        Ok(()) => Exit::Clean.into(),
+        Err(error) => fail(Exit::RuntimeFailure, &error.into()),
+    }
 }
 
 #[expect(

@@ -12,12 +12,13 @@
 
 use std::{io, net::SocketAddr, time::Duration};
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     exit::Exit,
-    http,
+    http, prometheus,
     settings::{Settings, duration_ms},
     shutdown::Shutdown,
     tasks::{BoxError, Context, TaskFailure, Tasks},
@@ -25,6 +26,12 @@ use crate::{
 
 /// Time that cancelled work gets, after the deadline, to log its outcome.
 pub const CANCEL_MARGIN: Duration = Duration::from_millis(500);
+
+/// Gauge of the seconds from the shutdown signal to the end of each drain
+/// phase (`listener_closed`, then `drained` or `deadline`). Scrapes see it
+/// only while the listener is open; the drain's log lines carry the same
+/// figures.
+pub const SHUTDOWN_PHASE: &str = "nebula_shutdown_phase_seconds";
 
 /// How the service stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +65,8 @@ pub enum RunError {
     },
     #[error("cannot install the signal handlers")]
     Signals(#[source] io::Error),
+    #[error(transparent)]
+    Metrics(#[from] prometheus::RecorderError),
     #[error("cannot start the service")]
     Start(#[source] BoxError),
     #[error(transparent)]
@@ -69,15 +78,18 @@ pub struct Service {
     settings: Settings,
     listener: TcpListener,
     address: SocketAddr,
+    metrics: PrometheusHandle,
 }
 
 impl Service {
-    /// Binds the HTTP listener, so the address (port 0 included) is known
-    /// before the service runs.
+    /// Installs the metrics recorder and binds the HTTP listener, so the
+    /// address (port 0 included) is known before the service runs.
     ///
     /// # Errors
-    /// When the address cannot be bound.
+    /// When the address cannot be bound, or another metrics recorder is
+    /// installed.
     pub async fn bind(settings: Settings) -> Result<Self, RunError> {
+        let metrics = prometheus::recorder()?;
         let requested = settings.http.listen;
         let bind_error = |source| RunError::Bind {
             address: requested,
@@ -89,6 +101,7 @@ impl Service {
             settings,
             listener,
             address,
+            metrics,
         })
     }
 
@@ -106,6 +119,7 @@ impl Service {
             settings,
             listener,
             address,
+            metrics,
         } = self;
         let draining = shutdown.drain_token();
         let abandon = CancellationToken::new();
@@ -119,7 +133,19 @@ impl Service {
             tasks: &mut tasks,
         })
         .map_err(RunError::Start)?;
-        let app = http::router(routes, &settings, draining);
+        prometheus::describe_service();
+        metrics::describe_gauge!(
+            SHUTDOWN_PHASE,
+            metrics::Unit::Seconds,
+            "Seconds from the shutdown signal to the end of each drain phase"
+        );
+        let upkeep_stop = stop_accepting.clone();
+        let upkeep_handle = metrics.clone();
+        tasks.spawn("metrics upkeep", async move {
+            prometheus::upkeep(upkeep_handle, upkeep_stop).await;
+            Ok(())
+        });
+        let app = http::router(routes, &settings, draining, metrics);
         let server_stop = stop_accepting.clone();
         tasks.spawn("http server", async move {
             http::serve(listener, app, server_stop)
@@ -178,17 +204,21 @@ impl Drain<'_> {
             () = tokio::time::sleep(self.settings.shutdown.readiness_delay()) => {}
         }
         self.stop_accepting.cancel();
+        // Recorded outside the log macros: they skip their arguments when
+        // the event is filtered out.
+        let closed_ms = record_phase("listener_closed", started);
         tracing::info!(
             phase = "listener_closed",
-            duration_ms = elapsed_ms(started),
+            duration_ms = closed_ms,
             "listener closed, finishing accepted work"
         );
 
         match self.wait_for_tasks(tasks, deadline, failures).await {
             Waited::AllEnded => {
+                let drained_ms = record_phase("drained", started);
                 tracing::info!(
                     phase = "drained",
-                    duration_ms = elapsed_ms(started),
+                    duration_ms = drained_ms,
                     "drain complete"
                 );
                 return Stopped::Drained;
@@ -197,8 +227,10 @@ impl Drain<'_> {
             Waited::DeadlinePassed => {}
         }
 
+        let deadline_ms = record_phase("deadline", started);
         tracing::warn!(
             phase = "deadline",
+            duration_ms = deadline_ms,
             still_running = ?tasks.running(),
             "drain deadline exceeded, cancelling remaining work"
         );
@@ -248,6 +280,43 @@ enum Waited {
     Forced,
 }
 
-fn elapsed_ms(since: Instant) -> u64 {
-    duration_ms(since.elapsed())
+/// Records the end of a drain phase in [`SHUTDOWN_PHASE`] and returns the
+/// milliseconds since the drain `started`, for the log line.
+fn record_phase(phase: &'static str, started: Instant) -> u64 {
+    let elapsed = started.elapsed();
+    metrics::gauge!(SHUTDOWN_PHASE, "phase" => phase).set(elapsed.as_secs_f64());
+    duration_ms(elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    /// The one test in this crate that drains a service, so that it alone
+    /// writes [`SHUTDOWN_PHASE`] to the process-wide recorder.
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_records_when_each_phase_ended() {
+        let mut settings = Settings::default();
+        settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.shutdown.readiness_delay_ms = 2_000;
+        let service = Service::bind(settings).await.unwrap();
+        let shutdown = Shutdown::new();
+        shutdown.request();
+
+        assert_eq!(service.run(shutdown).await.unwrap(), Stopped::Drained);
+
+        let text = prometheus::recorder().unwrap().render();
+        let phase = |name: &str| {
+            let series = [SHUTDOWN_PHASE, "{phase=\"", name, "\"} "].concat();
+            text.lines()
+                .find_map(|line| line.strip_prefix(&series)?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {series}in:\n{text}"))
+        };
+        // Paused time: the readiness delay is exact, and nothing was left to
+        // wait for once the listener closed.
+        assert!((phase("listener_closed") - 2.0).abs() < f64::EPSILON);
+        assert!((phase("drained") - 2.0).abs() < f64::EPSILON);
+    }
 }

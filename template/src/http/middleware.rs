@@ -1,13 +1,14 @@
 //! Middleware applied to every request: a tracing span with a request id,
-//! a panic guard, and for the service's own routes a concurrency limit that refuses excess
-//! requests (503 + `Retry-After`) instead of queueing them, plus the request
-//! timeout from [`crate::timeouts`].
+//! a panic guard and the request metrics; and for the service's own routes a
+//! concurrency limit that refuses excess requests (503 + `Retry-After`)
+//! instead of queueing them, plus the request timeout from
+//! [`crate::timeouts`].
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{Request, State},
-    http::{HeaderName, HeaderValue, StatusCode},
+    extract::{MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::Response,
 };
@@ -19,6 +20,24 @@ use super::{error_response, unavailable};
 use crate::settings::HttpSettings;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Counter of finished requests, by method, route and status.
+pub const REQUESTS: &str = "nebula_http_requests_total";
+/// Histogram of request durations, by method and route.
+pub const REQUEST_DURATION: &str = "nebula_http_request_duration_seconds";
+
+/// Describes the request series for `/metrics`.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        REQUESTS,
+        "HTTP requests answered, by method, route template and status (503s included)"
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from receiving an HTTP request to its response, by method and route template"
+    );
+}
 
 /// Wraps each request in an `http.request` span. The request id comes from
 /// the caller's `x-request-id` header, or is generated, and is echoed back.
@@ -33,6 +52,13 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
                 .unwrap_or(HeaderValue::from_static("invalid"))
         });
     request.headers_mut().insert(REQUEST_ID, request_id.clone());
+    let method = method_label(request.method());
+    // The route template (`/items/{id}`), never the path itself: one series
+    // per route, not one per id a client makes up.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
 
     let span = tracing::info_span!(
         "http.request",
@@ -54,7 +80,17 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
         error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     });
     let status = response.status();
-    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    metrics::counter!(
+        REQUESTS,
+        "method" => method,
+        "route" => route,
+        "status" => status.as_u16().to_string(),
+    )
+    .increment(1);
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     span.record("response.status", status.as_u16());
     span.record("duration_ms", elapsed_ms);
     span.in_scope(|| {
@@ -66,6 +102,21 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
     });
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
+}
+
+/// The method as a label value; methods outside the standard set share one
+/// value, since a client can send any token as a method.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Shared state of [`limit`].

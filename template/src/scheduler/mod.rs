@@ -88,6 +88,7 @@ impl Settings {
 /// # Errors
 /// When the HTTP client cannot be built.
 pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
+    schedule::describe_metrics();
     let client = http_call::client(context.settings.timeouts.http_client())?;
     for job in &context.settings.scheduler.jobs {
         let schedule = Schedule {

@@ -9,7 +9,8 @@
 //! - each run is limited to the job's timeout;
 //! - once the drain starts no new run starts; a run in progress may finish
 //!   until the drain deadline, where it is cancelled. Every run ends in one
-//!   `run finished` event with `job.name` and `outcome`.
+//!   `run finished` event with `job.name` and `outcome`, counted in
+//!   [`RUNS`] and timed in [`RUN_DURATION`].
 
 use std::{future::Future, time::Duration};
 
@@ -18,6 +19,24 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{settings::duration_ms, tasks::BoxError};
+
+/// Counter of finished runs, by `job` (its configured name) and `outcome`.
+pub const RUNS: &str = "nebula_scheduler_runs_total";
+/// Histogram of run durations, by `job` and `outcome`.
+pub const RUN_DURATION: &str = "nebula_scheduler_run_duration_seconds";
+
+/// Describes the scheduler's series for `/metrics`.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        RUNS,
+        "Scheduled runs finished, by job name and outcome: succeeded, failed, timed_out or cancelled"
+    );
+    metrics::describe_histogram!(
+        RUN_DURATION,
+        metrics::Unit::Seconds,
+        "Time a scheduled run took, by job name and outcome"
+    );
+}
 
 /// The work a job does on each run.
 pub trait Action: Send + Sync + 'static {
@@ -106,7 +125,8 @@ async fn run_once<A: Action>(
         () = abandon.cancelled() => None,
         result = tokio::time::timeout(schedule.timeout, action.run()) => Some(result),
     };
-    let duration_ms = duration_ms(started.elapsed());
+    let elapsed = started.elapsed();
+    let duration_ms = duration_ms(elapsed);
     let outcome = match result {
         None => RunOutcome::Cancelled,
         Some(Ok(Ok(()))) => RunOutcome::Succeeded,
@@ -116,6 +136,12 @@ async fn run_once<A: Action>(
         }
         Some(Err(_elapsed)) => RunOutcome::TimedOut,
     };
+    let labels = [
+        ("job", schedule.name.clone()),
+        ("outcome", outcome.as_str().to_owned()),
+    ];
+    metrics::counter!(RUNS, &labels).increment(1);
+    metrics::histogram!(RUN_DURATION, &labels).record(elapsed.as_secs_f64());
     if outcome == RunOutcome::Succeeded {
         tracing::info!(job.name = %schedule.name, outcome = outcome.as_str(), duration_ms, "run finished");
     } else {

@@ -13,6 +13,8 @@
 //!   `abandoned`.
 //! - The queue lives in memory: a crash or SIGKILL loses the jobs in it.
 //!   Put a durable queue in front when that is not acceptable.
+//!
+//! Metrics: the series named below, described in [`describe_metrics`].
 
 mod backoff;
 mod intake;
@@ -91,12 +93,49 @@ impl Settings {
     }
 }
 
+/// Counter of jobs finished, by `outcome`.
+pub const JOBS: &str = "nebula_jobs_total";
+/// Histogram of the time from a job's start to its outcome, by `outcome`.
+pub const JOB_DURATION: &str = "nebula_job_duration_seconds";
+/// Counter of failed attempts, by `kind` (`error`, `panic`, `timeout`).
+pub const JOB_ATTEMPT_FAILURES: &str = "nebula_job_attempt_failures_total";
+/// Counter of jobs refused at intake, by `reason` (`full`, `draining`).
+pub const JOBS_REFUSED: &str = "nebula_jobs_refused_total";
+/// Gauge of the jobs accepted and not yet started.
+pub const QUEUE_DEPTH: &str = "nebula_job_queue_depth";
+/// Gauge of the most jobs the queue holds (`worker.queue_capacity`).
+pub const QUEUE_CAPACITY: &str = "nebula_job_queue_capacity";
+
+/// Describes the worker's series for `/metrics`.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        JOBS,
+        "Jobs finished, by outcome: succeeded, failed or abandoned"
+    );
+    metrics::describe_histogram!(
+        JOB_DURATION,
+        metrics::Unit::Seconds,
+        "Time from a job's start to its outcome, retries included, by outcome"
+    );
+    metrics::describe_counter!(
+        JOB_ATTEMPT_FAILURES,
+        "Job attempts that failed, by kind: error, panic or timeout"
+    );
+    metrics::describe_counter!(
+        JOBS_REFUSED,
+        "Jobs refused at intake with 503, by reason: full or draining"
+    );
+    metrics::describe_gauge!(QUEUE_DEPTH, "Jobs accepted and not yet started");
+    metrics::describe_gauge!(QUEUE_CAPACITY, "Most jobs the queue holds");
+}
+
 /// Creates the queue, starts the workers and returns the intake routes.
 ///
 /// # Errors
 /// Never, today; the signature matches the other service types.
 pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
     let settings = &context.settings.worker;
+    describe_metrics();
     let (queue, source) = queue::bounded(settings.queue_capacity, context.draining.clone());
     let policy = RetryPolicy {
         max_attempts: settings.max_attempts,

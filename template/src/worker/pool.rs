@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Backoff, Job, JobSource, Outcome};
+use super::{Backoff, JOB_ATTEMPT_FAILURES, JOB_DURATION, JOBS, Job, JobSource, Outcome};
 use crate::settings::duration_ms;
 
 /// How a job's attempts are limited and spaced.
@@ -51,7 +51,11 @@ impl Worker {
         } else {
             process(&job, &self.policy, &self.abandon).await
         };
-        let duration_ms = duration_ms(started.elapsed());
+        let elapsed = started.elapsed();
+        metrics::counter!(JOBS, "outcome" => outcome.as_str()).increment(1);
+        metrics::histogram!(JOB_DURATION, "outcome" => outcome.as_str())
+            .record(elapsed.as_secs_f64());
+        let duration_ms = duration_ms(elapsed);
         match outcome {
             Outcome::Succeeded => {
                 tracing::info!(job.id = %job.id, outcome = outcome.as_str(), attempts, duration_ms, "job finished");
@@ -80,6 +84,7 @@ pub async fn process(
         let Err(reason) = result else {
             return (Outcome::Succeeded, attempt);
         };
+        metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => reason).increment(1);
         if attempt >= policy.max_attempts {
             tracing::warn!(
                 attempt,

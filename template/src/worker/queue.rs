@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
+use metrics::Gauge;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::Job;
+use super::{JOBS_REFUSED, Job, QUEUE_CAPACITY, QUEUE_DEPTH};
 
 /// Why a job was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,19 +22,38 @@ pub enum Refused {
     Draining,
 }
 
+impl Refused {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Draining => "draining",
+        }
+    }
+}
+
 /// Creates a queue for at most `capacity` waiting jobs. When `draining` is
 /// cancelled the queue stops taking jobs; the ones already in it are still
-/// handed out.
+/// handed out. The queue keeps the [`QUEUE_DEPTH`] and [`QUEUE_CAPACITY`]
+/// gauges up to date.
 #[must_use]
 pub fn bounded(capacity: usize, draining: CancellationToken) -> (JobQueue, JobSource) {
     let (sender, receiver) = mpsc::channel(capacity);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "capacities are validated to at most a million, exact in f64"
+    )]
+    metrics::gauge!(QUEUE_CAPACITY).set(capacity as f64);
+    let depth = metrics::gauge!(QUEUE_DEPTH);
     let queue = JobQueue {
         sender,
         draining: draining.clone(),
+        depth: depth.clone(),
     };
     let source = JobSource {
         receiver: Arc::new(Mutex::new(receiver)),
         draining,
+        depth,
     };
     (queue, source)
 }
@@ -43,6 +63,9 @@ pub fn bounded(capacity: usize, draining: CancellationToken) -> (JobQueue, JobSo
 pub struct JobQueue {
     sender: mpsc::Sender<Job>,
     draining: CancellationToken,
+    /// Counted up here and down in [`JobSource::next`], rather than read
+    /// from the channel, so that concurrent updates cannot leave it stale.
+    depth: Gauge,
 }
 
 impl JobQueue {
@@ -53,11 +76,17 @@ impl JobQueue {
     /// [`Refused`] says why the job was not taken.
     pub fn offer(&self, job: Job) -> Result<(), Refused> {
         if self.draining.is_cancelled() {
-            return Err(Refused::Draining);
+            return Err(refuse(Refused::Draining));
         }
-        self.sender.try_send(job).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => Refused::Full,
-            mpsc::error::TrySendError::Closed(_) => Refused::Draining,
+        // Counted before the send, so that a worker taking the job at once
+        // never drives the gauge below zero.
+        self.depth.increment(1.0);
+        self.sender.try_send(job).map_err(|error| {
+            self.depth.decrement(1.0);
+            refuse(match error {
+                mpsc::error::TrySendError::Full(_) => Refused::Full,
+                mpsc::error::TrySendError::Closed(_) => Refused::Draining,
+            })
         })
     }
 
@@ -73,11 +102,18 @@ impl JobQueue {
     }
 }
 
+/// Counts a refusal in [`JOBS_REFUSED`] and returns it.
+fn refuse(refused: Refused) -> Refused {
+    metrics::counter!(JOBS_REFUSED, "reason" => refused.as_str()).increment(1);
+    refused
+}
+
 /// The consuming side, shared by the workers.
 #[derive(Debug, Clone)]
 pub struct JobSource {
     receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
     draining: CancellationToken,
+    depth: Gauge,
 }
 
 impl JobSource {
@@ -85,7 +121,7 @@ impl JobSource {
     /// empty.
     pub async fn next(&self) -> Option<Job> {
         let mut receiver = self.receiver.lock().await;
-        tokio::select! {
+        let job = tokio::select! {
             biased;
             job = receiver.recv() => job,
             () = self.draining.cancelled() => {
@@ -93,7 +129,11 @@ impl JobSource {
                 receiver.close();
                 receiver.recv().await
             }
+        };
+        if job.is_some() {
+            self.depth.decrement(1.0);
         }
+        job
     }
 }
 

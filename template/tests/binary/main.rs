@@ -6,7 +6,12 @@
 #![cfg(unix)]
 
 mod config_errors;
+{%- if deployment == "kubernetes" %}
+mod container;
+{%- endif %}
 mod load;
+#[path = "../shared/metrics_text.rs"]
+mod metrics_text;
 mod shutdown;
 mod support;
 

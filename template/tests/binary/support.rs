@@ -6,6 +6,7 @@
 use std::{
     fmt,
     net::SocketAddr,
+    path::PathBuf,
     process::{ExitStatus, Stdio},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
@@ -18,7 +19,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
+use {{crate_name}}::{Exit, SERVICE_KIND, healthcheck, settings::ENV_PREFIX};
 
 /// The binary under test, built by Cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
@@ -46,23 +47,56 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// from environment variables only (the developer's own are removed).
 #[derive(Debug, Clone)]
 pub struct Launch {
+    binary: PathBuf,
     env: Vec<(String, String)>,
+    /// Start from an empty environment instead of this process's.
+    only_given_env: bool,
     args: Vec<String>,
-    dir: Option<std::path::PathBuf>,
+    dir: Option<PathBuf>,
+    /// Run as this uid and gid (needs root).
+    user: Option<(u32, u32)>,
 }
 
 impl Default for Launch {
     fn default() -> Self {
-        Self {
-            env: Vec::new(),
-            args: vec!["--log-format".to_owned(), "json".to_owned()],
-            dir: None,
-        }
-        .setting("HTTP__LISTEN", "127.0.0.1:0")
+        Self::bare()
+            .args(&["--log-format", "json"])
+            .setting("HTTP__LISTEN", "127.0.0.1:0")
     }
 }
 
 impl Launch {
+    /// The binary with no arguments and no settings of its own.
+    pub fn bare() -> Self {
+        Self {
+            binary: PathBuf::from(BINARY),
+            env: Vec::new(),
+            only_given_env: false,
+            args: Vec::new(),
+            dir: None,
+            user: None,
+        }
+    }
+
+    /// Runs this copy of the binary instead.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = path.into();
+        self
+    }
+
+    /// Gives the process only the variables set here, as a container gets
+    /// only its image's and its pod's.
+    pub fn only_given_env(mut self) -> Self {
+        self.only_given_env = true;
+        self
+    }
+
+    /// Runs the process as `uid`:`gid`; the test must run as root.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
     /// Sets `{ENV_PREFIX}_{key}`, e.g. `setting("SHUTDOWN__GRACE_MS", "500")`.
     /// A later value for the same key replaces an earlier one.
     pub fn setting(mut self, key: &str, value: impl fmt::Display) -> Self {
@@ -79,7 +113,7 @@ impl Launch {
 
     /// Runs the binary in `dir` instead of the package root (where
     /// `config/default.toml` would be read).
-    pub fn in_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+    pub fn in_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
         self
     }
@@ -91,11 +125,17 @@ impl Launch {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(BINARY);
+        let mut command = Command::new(&self.binary);
+        if self.only_given_env {
+            command.env_clear();
+        }
         for (key, _) in std::env::vars() {
             if key.starts_with(ENV_PREFIX) || key == "RUST_LOG" {
                 command.env_remove(key);
             }
+        }
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
         }
         command
             .args(&self.args)
@@ -127,10 +167,12 @@ impl Launch {
         let ready = process
             .wait_for_event("the ready event", |event| event["message"] == "ready")
             .await;
-        process.address = ready["address"]
+        let listening: SocketAddr = ready["address"]
             .as_str()
             .and_then(|address| address.parse().ok())
             .unwrap_or_else(|| panic!("ready event has an address: {ready}"));
+        // A service listening on every interface is reached on loopback.
+        process.address = healthcheck::local_address(listening);
         process
     }
 
@@ -211,6 +253,17 @@ impl Process {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("/metrics answers");
+        assert_eq!(response.status(), 200, "/metrics status");
+        response.text().await.expect("/metrics body")
     }
 
     /// Sends a signal (`"TERM"`, `"INT"`) with `kill`.

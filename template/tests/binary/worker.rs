@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::{
     config_errors::{case, check},
     load::{Load, Tally, balancer},
+    metrics_text::{count, series},
     support::{
         Answer, Counts, Launch, Logs, Process, answer, assert_deadline_exit,
         assert_overload_memory_bounded, client, kib, runtime, serial, summary,
@@ -131,6 +132,23 @@ fn sigterm_mid_load_loses_no_accepted_job() {
 /// offers gets at most 66 accepted and the rest refused with 503, memory
 /// stays bounded, and at the deadline every accepted job is abandoned,
 /// logged, and the exit code says so.
+/// The queue series of a full queue (capacity 64, 2 workers busy) agree
+/// with the answers the clients got.
+fn assert_queue_metrics_match_what_clients_saw(metrics: &str, tally: &Tally, accepted: usize) {
+    assert_eq!(count(metrics, "nebula_job_queue_capacity"), 64);
+    let waiting = usize::try_from(count(metrics, "nebula_job_queue_depth")).unwrap();
+    assert!(
+        waiting <= 64 && waiting + 2 >= accepted,
+        "queue depth {waiting}: the accepted jobs ({accepted}) less the 2 started"
+    );
+    let refused = series("nebula_jobs_refused_total", &[("reason", "full")]);
+    assert_eq!(
+        usize::try_from(count(metrics, &refused)).unwrap(),
+        tally.refused_with_retry_after,
+        "every 503 is counted"
+    );
+}
+
 #[test]
 fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
     let _serial = serial();
@@ -147,6 +165,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
         let load = submit_load(&process, 32, 5_000, json!({"duration_ms": 600_000}));
         let (tally, peak_rss) = load.finish_watching_memory(&process, 5_000).await;
         let accepted = accepted_ids(&tally);
+        let metrics = process.metrics().await;
 
         let signalled = Instant::now();
         process.signal("TERM");
@@ -182,6 +201,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
             "the excess gets 503 + Retry-After"
         );
         assert_overload_memory_bounded(peak_rss);
+        assert_queue_metrics_match_what_clients_saw(&metrics, &tally, accepted.len());
         assert_deadline_exit(&exited, signalled, grace);
         assert!(lost.is_empty(), "lost work: {lost:#?}");
         assert_eq!(
@@ -190,6 +210,76 @@ fn overload_is_refused_not_buffered_and_the_deadline_abandons_the_rest() {
                 .with_message("drain deadline exceeded, cancelling remaining work")
                 .len(),
             1
+        );
+    });
+}
+
+#[test]
+fn job_outcomes_failed_attempts_and_durations_are_counted() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let process = Launch::default()
+            .setting("WORKER__MAX_ATTEMPTS", 2)
+            .setting("WORKER__BACKOFF_INITIAL_MS", 1)
+            .setting("WORKER__BACKOFF_MAX_MS", 1)
+            .start()
+            .await;
+        // Three succeed (one after a failed attempt), one fails both attempts.
+        let jobs = [
+            json!({}),
+            json!({}),
+            json!({"fail_attempts": 1}),
+            json!({"fail_attempts": 2}),
+        ];
+        for job in &jobs {
+            let response = client()
+                .post(process.url("/jobs"))
+                .json(job)
+                .send()
+                .await
+                .expect("job submitted");
+            assert_eq!(response.status(), 202);
+        }
+        let finished = |event: &Value| event["message"] == "job finished";
+        process
+            .wait_for_event("every job to finish", |_| {
+                process
+                    .logs
+                    .all()
+                    .iter()
+                    .filter(|event| finished(event))
+                    .count()
+                    == jobs.len()
+            })
+            .await;
+
+        let metrics = process.metrics().await;
+        let by_outcome =
+            |name: &str, outcome: &str| count(&metrics, &series(name, &[("outcome", outcome)]));
+        assert_eq!(by_outcome("nebula_jobs_total", "succeeded"), 3);
+        assert_eq!(by_outcome("nebula_jobs_total", "failed"), 1);
+        assert_eq!(
+            by_outcome("nebula_job_duration_seconds_count", "succeeded"),
+            3
+        );
+        assert_eq!(by_outcome("nebula_job_duration_seconds_count", "failed"), 1);
+        let errors = series("nebula_job_attempt_failures_total", &[("kind", "error")]);
+        assert_eq!(count(&metrics, &errors), 3);
+        assert_eq!(count(&metrics, "nebula_job_queue_depth"), 0);
+
+        process.signal("TERM");
+        let exited = process.exit().await;
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        summary(
+            "job-metrics",
+            Counts {
+                offered: jobs.len(),
+                accepted: jobs.len(),
+                completed: jobs.len(),
+                ..Counts::default()
+            },
+            exited.code,
+            "",
         );
     });
 }

@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 mod held_request;
 
 use self::held_request::hold_every_permit;
-use crate::support::{Answer, answer, settings, start};
+use crate::{
+    metrics_text::{count, series},
+    support::{Answer, answer, settings, start},
+};
 
 use {{crate_name}}::Stopped;
 
@@ -38,6 +41,38 @@ async fn items_can_be_created_read_and_deleted() {
     assert_eq!(service.get(&path).await.unwrap().status(), 404);
 
     service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn item_requests_are_counted_under_their_route_template() {
+    let service = start(settings()).await;
+    let created = service
+        .post_json("/v1/items", &json!({"name": "counted"}))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = service.get(&format!("/v1/items/{id}")).await.unwrap();
+    assert_eq!(read.status(), 200);
+
+    let text = service.metrics().await;
+    // Other tests in this process count into the same series: at least.
+    for (method, route, status) in [
+        ("POST", "/v1/items", "201"),
+        ("GET", "/v1/items/{id}", "200"),
+    ] {
+        let answered = series(
+            "nebula_http_requests_total",
+            &[("method", method), ("route", route), ("status", status)],
+        );
+        assert!(count(&text, &answered) >= 1, "{answered}");
+    }
+    assert!(!text.contains(&id), "the item id became a label value");
+
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
 }
 
 #[tokio::test]

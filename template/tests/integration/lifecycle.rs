@@ -5,9 +5,12 @@ use axum::{Router, body::Body, http::Request, routing::get};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::support::{Answer, Logs, answer, settings, start};
+use crate::{
+    metrics_text::{assert_all_prefixed, count, series},
+    support::{Answer, Logs, answer, settings, start},
+};
 
-use {{crate_name}}::{Settings, Stopped, http};
+use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http, prometheus};
 
 #[tokio::test]
 async fn probes_answer_while_running() {
@@ -26,6 +29,63 @@ async fn probes_answer_while_running() {
         ready.json::<serde_json::Value>().await.unwrap()["status"],
         "ready"
     );
+
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_never_by_id() {
+    let service = start(settings()).await;
+    for _ in 0..3 {
+        assert_eq!(service.get("/healthz").await.unwrap().status(), 200);
+    }
+    let unknown = service
+        .client
+        .get(service.url("/no-such-route/id-5c1f9a"))
+        .header("x-request-id", "req-8d2e4b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let scrape = service.get("/metrics").await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert_eq!(
+        scrape.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = scrape.text().await.unwrap();
+    assert_all_prefixed(&text);
+    // Other tests in this process count into the same series: at least.
+    let healthz = [("method", "GET"), ("route", "/healthz")];
+    let answered = series(
+        "nebula_http_requests_total",
+        &[healthz[0], healthz[1], ("status", "200")],
+    );
+    assert!(count(&text, &answered) >= 3, "{answered}");
+    let timed = series("nebula_http_request_duration_seconds_count", &healthz);
+    assert!(count(&text, &timed) >= 3, "{timed}");
+    let bucket = series(
+        "nebula_http_request_duration_seconds_bucket",
+        &[healthz[0], healthz[1], ("le", "+Inf")],
+    );
+    assert!(count(&text, &bucket) >= 3, "{bucket}");
+    let unmatched = series(
+        "nebula_http_requests_total",
+        &[("method", "GET"), ("route", "unmatched"), ("status", "404")],
+    );
+    assert!(count(&text, &unmatched) >= 1, "{unmatched}");
+    let info = series(
+        "nebula_service_info",
+        &[
+            ("kind", SERVICE_KIND),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
+    );
+    assert_eq!(count(&text, &info), 1);
+    for id in ["id-5c1f9a", "req-8d2e4b"] {
+        assert!(!text.contains(id), "{id} became a label value:\n{text}");
+    }
 
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
 }
@@ -119,7 +179,13 @@ async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_
             empty[1].to_string()
         }),
     );
-    let app = http::router(routes, &Settings::default(), CancellationToken::new());
+    let metrics = prometheus::recorder().unwrap();
+    let app = http::router(
+        routes,
+        &Settings::default(),
+        CancellationToken::new(),
+        metrics,
+    );
     let request = || {
         Request::get("/boom")
             .header("x-request-id", "req-42")

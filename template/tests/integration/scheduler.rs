@@ -4,9 +4,12 @@
 use axum::{Router, http::StatusCode, routing::get};
 use tokio::{net::TcpListener, sync::mpsc};
 
-use crate::support::{Logs, eventually, settings, start};
+use crate::{
+    metrics_text::{count, series},
+    support::{Logs, eventually, settings, start},
+};
 
-use {{crate_name}}::{Stopped, scheduler::JobSettings};
+use {{crate_name}}::{Stopped, prometheus, scheduler::JobSettings};
 
 /// A local HTTP target that answers `status` and reports each call.
 async fn target(status: StatusCode) -> (String, mpsc::Receiver<()>) {
@@ -77,4 +80,41 @@ async fn failed_runs_are_logged_and_the_schedule_goes_on() {
     })
     .await;
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+}
+
+#[tokio::test]
+async fn every_run_is_counted_and_timed_under_its_job_name() {
+    let (logs, _guard) = Logs::capture();
+    let (url, mut calls) = target(StatusCode::OK).await;
+    let mut settings = settings();
+    // A name no other test uses: the recorder is shared by the whole process.
+    let name = "metrics-probe";
+    settings.scheduler.jobs = vec![JobSettings {
+        name: name.to_owned(),
+        ..job(url)
+    }];
+    let service = start(settings).await;
+    for call in 1..=2 {
+        tokio::time::timeout(crate::support::WAIT_LIMIT, calls.recv())
+            .await
+            .unwrap_or_else(|_| panic!("call {call} should arrive"));
+    }
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+
+    let runs = logs.events("run finished").len();
+    assert!(runs >= 2, "{runs} runs");
+    let text = prometheus::recorder().unwrap().render();
+    let labels = [("job", name), ("outcome", "succeeded")];
+    let counted = series("nebula_scheduler_runs_total", &labels);
+    assert_eq!(
+        count(&text, &counted),
+        u64::try_from(runs).unwrap(),
+        "{counted}"
+    );
+    let timed = series("nebula_scheduler_run_duration_seconds_count", &labels);
+    assert_eq!(
+        count(&text, &timed),
+        u64::try_from(runs).unwrap(),
+        "{timed}"
+    );
 }

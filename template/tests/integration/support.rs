@@ -65,6 +65,13 @@ impl Running {
         self.client.post(self.url(path)).json(body).send().await
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.get("/metrics").await.expect("/metrics answers");
+        assert_eq!(response.status(), 200, "/metrics status");
+        response.text().await.expect("/metrics body")
+    }
+
     /// Requests a drain and waits for the service to return.
     pub async fn stop(self) -> Result<Stopped, RunError> {
         self.shutdown.request();

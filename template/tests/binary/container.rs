@@ -1,0 +1,201 @@
+//! The binary run the way the image and the Kubernetes manifests run it:
+//! - the environment holds only the Dockerfile's `ENV` and the `ConfigMap`;
+//! - the working directory is empty and read-only, as
+//!   `readOnlyRootFilesystem` makes the container's;
+//! - the process runs as the image's user (uid 65532) when the tests run
+//!   as root, as they do in CI containers; otherwise as the current user,
+//!   who is not root either.
+//!
+//! It must start, report ready, pass its own health check, serve
+//! `/metrics` and drain on SIGTERM. What only a real image and cluster can
+//! show is listed in the README.
+
+#[path = "../shared/deployment.rs"]
+mod deployment;
+
+use std::{
+    fs,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use self::deployment::{Dockerfile, pod_env};
+use crate::{
+    metrics_text::{assert_all_prefixed, count, series},
+    support::{BINARY, Counts, Launch, client, runtime, serial, summary},
+};
+
+use {{crate_name}}::{Exit, SERVICE_KIND};
+
+/// The image's layout in a scratch folder: the binary in a `bin/` anyone may
+/// read (this build's target folder may not be), and an empty working
+/// folder nobody may write to.
+struct ImageLayout {
+    root: PathBuf,
+}
+
+impl ImageLayout {
+    fn new() -> Self {
+        let root = std::env::temp_dir().join(format!(
+            "{}-image-{}",
+            env!("CARGO_PKG_NAME"),
+            std::process::id()
+        ));
+        let layout = Self { root };
+        layout.remove();
+        fs::create_dir_all(layout.binary().parent().expect("bin/ has a parent"))
+            .expect("scratch bin/ is created");
+        fs::copy(BINARY, layout.binary()).expect("the binary is copied");
+        fs::create_dir(layout.workdir()).expect("scratch working folder is created");
+        for (path, mode) in [
+            (layout.root.as_path(), 0o755),
+            (layout.binary().parent().expect("bin/"), 0o755),
+            (layout.binary().as_path(), 0o755),
+            (layout.workdir().as_path(), 0o555),
+        ] {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .expect("permissions are set");
+        }
+        layout
+    }
+
+    fn binary(&self) -> PathBuf {
+        self.root.join("bin").join(env!("CARGO_PKG_NAME"))
+    }
+
+    fn workdir(&self) -> PathBuf {
+        self.root.join("app")
+    }
+
+    fn remove(&self) {
+        if self.root.exists() {
+            let _ = fs::set_permissions(self.workdir(), fs::Permissions::from_mode(0o755));
+            fs::remove_dir_all(&self.root).expect("scratch folder is removed");
+        }
+    }
+}
+
+impl Drop for ImageLayout {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The uid and gid to run as: the image's `USER` when this test runs as
+/// root, `None` when it already runs as another user.
+fn image_user() -> Option<(u32, u32)> {
+    let running_as = fs::metadata("/proc/self").map_or(u32::MAX, |proc| proc.uid());
+    if running_as != 0 {
+        return None;
+    }
+    let user = Dockerfile::read().user.expect("the Dockerfile sets USER");
+    let (uid, gid) = user
+        .split_once(':')
+        .unwrap_or_else(|| panic!("USER {user} is uid:gid"));
+    let id = |text: &str| {
+        text.parse::<u32>()
+            .unwrap_or_else(|_| panic!("USER {user} is numeric, as runAsNonRoot requires"))
+    };
+    Some((id(uid), id(gid)))
+}
+
+/// The image's command in the layout, with the pod's environment only.
+/// The listen address keeps every interface but lets the system pick the
+/// port, which may be taken on this machine.
+fn launch(layout: &ImageLayout, listen_port: u16) -> Launch {
+    let mut launch = Launch::bare()
+        .binary(layout.binary())
+        .in_dir(layout.workdir())
+        .only_given_env();
+    for (key, value) in pod_env() {
+        launch = launch.env(&key, &value);
+    }
+    launch = launch.setting("HTTP__LISTEN", format!("0.0.0.0:{listen_port}"));
+    match image_user() {
+        Some((uid, gid)) => launch.user(uid, gid),
+        None => launch,
+    }
+}
+
+fn assert_read_only_for_others(path: &Path) {
+    let mode = fs::metadata(path).expect("working folder exists").mode();
+    assert_eq!(mode & 0o222, 0, "{} must not be writable", path.display());
+}
+
+#[test]
+fn the_binary_runs_as_the_image_runs_it_and_drains_on_sigterm() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let layout = ImageLayout::new();
+        assert_read_only_for_others(&layout.workdir());
+        let process = launch(&layout, 0).start().await;
+        let port = process.address.port();
+        let http = client();
+
+        let ready = http
+            .get(process.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz answers");
+        assert_eq!(ready.status(), 200);
+
+        let (status, _, stderr) = launch(&layout, port)
+            .args(&["healthcheck"])
+            .run_to_exit()
+            .await;
+        assert!(
+            status.success(),
+            "the image's health check passes: {stderr}"
+        );
+
+        let text = process.metrics().await;
+        assert_all_prefixed(&text);
+        let info = series(
+            "nebula_service_info",
+            &[
+                ("kind", SERVICE_KIND),
+                ("version", env!("CARGO_PKG_VERSION")),
+            ],
+        );
+        assert_eq!(count(&text, &info), 1);
+        // The probe above and the health check's request, once each.
+        for route in ["/readyz", "/healthz"] {
+            let answered = series(
+                "nebula_http_requests_total",
+                &[("method", "GET"), ("route", route), ("status", "200")],
+            );
+            assert_eq!(count(&text, &answered), 1, "{answered}");
+        }
+
+        process.signal("TERM");
+        let exited = process.exit().await;
+        assert_eq!(
+            exited.code,
+            Some(i32::from(Exit::Clean.code())),
+            "logs: {:#?}",
+            exited.logs.all()
+        );
+        assert_eq!(exited.logs.with_message("drain complete").len(), 1);
+
+        let (status, _, stderr) = launch(&layout, port)
+            .args(&["healthcheck"])
+            .run_to_exit()
+            .await;
+        assert_eq!(
+            status.code(),
+            Some(i32::from(Exit::RuntimeFailure.code())),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("cannot connect"),
+            "the failed check says why: {stderr}"
+        );
+
+        summary(
+            "image-like run",
+            Counts::default(),
+            exited.code,
+            &format!("user={:?}", image_user()),
+        );
+    });
+}

@@ -1,0 +1,52 @@
+//! Reading the Prometheus text format that `GET /metrics` serves.
+
+// The integration and binary tests each use a different part of this module.
+#![allow(dead_code, reason = "not every test crate uses every helper")]
+
+/// A series as the exposition writes it: `name{label="value",...}`, with
+/// the labels in the order the code records them.
+pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(label, value)| format!("{label}=\"{value}\""))
+        .collect();
+    format!("{name}{}{}{}", '{', labels.join(","), '}')
+}
+
+/// The value of `series` as written, `None` when absent.
+fn raw<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+}
+
+/// The value of `series` (a gauge or a sum), `None` when absent.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    raw(text, series).map(|value| {
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{series} has a non-numeric value: {value}"))
+    })
+}
+
+/// The value of `series`, failing with the whole text when it is absent.
+pub fn value(text: &str, series: &str) -> f64 {
+    sample(text, series).unwrap_or_else(|| panic!("/metrics has no {series}:\n{text}"))
+}
+
+/// The value of a counter, a bucket or a whole-number gauge.
+pub fn count(text: &str, series: &str) -> u64 {
+    let value = raw(text, series).unwrap_or_else(|| panic!("/metrics has no {series}:\n{text}"));
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{series} is not a whole number: {value}"))
+}
+
+/// Every sample line names a series with the `nebula_` prefix: no other
+/// library's metrics leak in unprefixed.
+pub fn assert_all_prefixed(text: &str) {
+    for line in text.lines() {
+        if !line.is_empty() && !line.starts_with('#') {
+            assert!(line.starts_with("nebula_"), "unprefixed series: {line}");
+        }
+    }
+}
