@@ -6,7 +6,7 @@
 //! behave the same):
 //! - A bad project name is refused by the template's `init` hook, which runs
 //!   before cargo-generate creates the project folder: nothing is left.
-//! - A bad `service_type` or `http_port` is refused by the template's `pre`
+//! - A bad `service_type`, `http_port`, `deployment` or `ci` is refused by the template's `pre`
 //!   hook, which cargo-generate runs AFTER creating the project folder
 //!   (`expand_template`: `destination.create()` comes before the placeholders
 //!   are filled and the hooks run). An EMPTY project folder is left behind,
@@ -57,6 +57,27 @@ const PORT_NOT_A_NUMBER: Case = Case {
     name: "bad-port",
     defines: &["http_port=abc"],
     mentions: &["http_port", "65535"],
+    leftover: Leftover::EmptyProjectFolder,
+};
+
+const PORT_OF_THE_METRICS_LISTENER: Case = Case {
+    name: "bad-port",
+    defines: &["http_port=9464"],
+    mentions: &["http_port", "9464", "metrics"],
+    leftover: Leftover::EmptyProjectFolder,
+};
+
+const UNKNOWN_DEPLOYMENT: Case = Case {
+    name: "bad-deployment",
+    defines: &["deployment=helm"],
+    mentions: &["deployment", "kubernetes", "none"],
+    leftover: Leftover::EmptyProjectFolder,
+};
+
+const UNKNOWN_CI: Case = Case {
+    name: "bad-ci",
+    defines: &["ci=gitlab"],
+    mentions: &["ci", "github", "none"],
     leftover: Leftover::EmptyProjectFolder,
 };
 
@@ -194,6 +215,36 @@ fn library_refuses_unknown_service_type() {
 #[test]
 fn cli_refuses_unknown_service_type() {
     UNKNOWN_SERVICE_TYPE.is_refused_by_cli("cli_refuses_unknown_service_type");
+}
+
+#[test]
+fn library_refuses_the_metrics_port() {
+    PORT_OF_THE_METRICS_LISTENER.is_refused_by_library();
+}
+
+#[test]
+fn cli_refuses_the_metrics_port() {
+    PORT_OF_THE_METRICS_LISTENER.is_refused_by_cli("cli_refuses_the_metrics_port");
+}
+
+#[test]
+fn library_refuses_unknown_deployment() {
+    UNKNOWN_DEPLOYMENT.is_refused_by_library();
+}
+
+#[test]
+fn cli_refuses_unknown_deployment() {
+    UNKNOWN_DEPLOYMENT.is_refused_by_cli("cli_refuses_unknown_deployment");
+}
+
+#[test]
+fn library_refuses_unknown_ci() {
+    UNKNOWN_CI.is_refused_by_library();
+}
+
+#[test]
+fn cli_refuses_unknown_ci() {
+    UNKNOWN_CI.is_refused_by_cli("cli_refuses_unknown_ci");
 }
 
 #[test]

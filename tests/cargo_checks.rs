@@ -1,6 +1,8 @@
 //! Every service type, freshly generated, passes the checks its own CI would
 //! run: build (all targets), its tests, clippy with warnings denied, and
-//! rustfmt.
+//! rustfmt. A project generated without deployment files or CI workflow
+//! passes clippy and rustfmt too (its tests are a subset of the default
+//! project's, on the same code).
 //!
 //! These are the slow tests. All projects share one target directory
 //! (`target/generated`), so dependencies compile once for all types; cargo
@@ -8,7 +10,7 @@
 
 mod common;
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use common::{Generated, cargo_step, note, prepare_dependencies};
 
@@ -29,10 +31,7 @@ fn longest_name(service_type: &str) -> String {
 /// generated tests' `summary:` lines (SIGTERM under load, overload, faults)
 /// are printed.
 fn passes_cargo_checks(service_type: &'static str) {
-    // One type at a time: the generated binary tests measure latency and
-    // memory under load, which another type's build or load would disturb.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one_at_a_time = one_at_a_time();
     let generated = Generated::named(&longest_name(service_type), service_type);
     let project = &generated.project;
     // `--all-targets` everywhere: the same feature set for every build, so
@@ -66,6 +65,37 @@ fn passes_cargo_checks(service_type: &'static str) {
     cargo_step(service_type, project, &["fmt", "--check"]);
 }
 
+/// One project at a time: the generated binary tests measure latency and
+/// memory under load, which another project's build or load would disturb.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `deployment=none`, `ci=none`: every target of what is left compiles
+/// under clippy with warnings denied, and is formatted.
+fn builds_without_deployment_or_ci(service_type: &'static str) {
+    let _one_at_a_time = one_at_a_time();
+    let generated = Generated::with_options(
+        &longest_name(service_type),
+        service_type,
+        &["deployment=none", "ci=none"],
+    );
+    let project = &generated.project;
+    let locked = prepare_dependencies(service_type, project);
+    cargo_step(
+        service_type,
+        project,
+        &[
+            &["clippy", "--all-targets"],
+            locked,
+            &["--", "-D", "warnings"],
+        ]
+        .concat(),
+    );
+    cargo_step(service_type, project, &["fmt", "--check"]);
+}
+
 #[test]
 fn api() {
     passes_cargo_checks("api");
@@ -79,4 +109,19 @@ fn worker() {
 #[test]
 fn scheduler() {
     passes_cargo_checks("scheduler");
+}
+
+#[test]
+fn api_without_deployment_or_ci() {
+    builds_without_deployment_or_ci("api");
+}
+
+#[test]
+fn worker_without_deployment_or_ci() {
+    builds_without_deployment_or_ci("worker");
+}
+
+#[test]
+fn scheduler_without_deployment_or_ci() {
+    builds_without_deployment_or_ci("scheduler");
 }

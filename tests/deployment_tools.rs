@@ -119,6 +119,45 @@ fn run(service_type: &str, tool: &Tool, project: &Path, command: &mut Command) -
     }
 }
 
+/// The generated workflow is rendered, and passes actionlint.
+fn workflow_problems(service_type: &str, project: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    // A `${{ }}` expression outside `{% raw %}` makes Liquid leave the whole
+    // file unrendered, silently; actionlint would accept such a file as long
+    // as the Liquid sat in comments or strings, so check it here.
+    let workflow = read_text(&project.join(".github/workflows/ci.yml"));
+    // Braces that are not Liquid: GitHub's `${{ ... }}` and the Go templates
+    // of `docker inspect --format '{{.State...}}'`.
+    let liquid_left = workflow.contains("{%")
+        || workflow.match_indices("{{").any(|(at, _)| {
+            !workflow[..at].ends_with('$') && !workflow[at + 2..].starts_with('.')
+        });
+    if liquid_left {
+        problems.push(
+            ".github/workflows/ci.yml still holds Liquid (`{%`, or a `{{` that is neither \
+             `${{` nor a Go template `{{.`): it was not rendered"
+                .to_owned(),
+        );
+    }
+    if !workflow.contains("${{") {
+        problems.push(
+            ".github/workflows/ci.yml has no `${{` expression: the `{% raw %}` block did not \
+             come through"
+                .to_owned(),
+        );
+    }
+    problems.extend(
+        run(
+            service_type,
+            &ACTIONLINT,
+            project,
+            Command::new("actionlint").args(["-no-color", ".github/workflows/ci.yml"]),
+        )
+        .problem(),
+    );
+    problems
+}
+
 /// Runs every validator on the project generated for `service_type` and
 /// reports all failures at once.
 fn deployment_files_pass_their_tools(service_type: &'static str) {
@@ -148,37 +187,7 @@ fn deployment_files_pass_their_tools(service_type: &'static str) {
         }
     }
 
-    // A `${{ }}` expression outside `{% raw %}` makes Liquid leave the whole
-    // file unrendered, silently; actionlint would accept such a file as long
-    // as the Liquid sat in comments or strings, so check it here.
-    let workflow = read_text(&project.join(".github/workflows/ci.yml"));
-    let liquid_left = workflow.contains("{%")
-        || workflow
-            .match_indices("{{")
-            .any(|(at, _)| !workflow[..at].ends_with('$'));
-    if liquid_left {
-        problems.push(
-            ".github/workflows/ci.yml still holds Liquid (`{%` or a `{{` not preceded by `$`): \
-             it was not rendered"
-                .to_owned(),
-        );
-    }
-    if !workflow.contains("${{") {
-        problems.push(
-            ".github/workflows/ci.yml has no `${{` expression: the `{% raw %}` block did not \
-             come through"
-                .to_owned(),
-        );
-    }
-    problems.extend(
-        run(
-            service_type,
-            &ACTIONLINT,
-            project,
-            Command::new("actionlint").args(["-no-color", ".github/workflows/ci.yml"]),
-        )
-        .problem(),
-    );
+    problems.extend(workflow_problems(service_type, project));
 
     // Advisories are left out: they need the RustSec database, fetched from
     // GitHub at run time, which this harness must not depend on. The
@@ -220,4 +229,13 @@ fn worker() {
 #[test]
 fn scheduler() {
     deployment_files_pass_their_tools("scheduler");
+}
+
+/// Without deployment files the workflow loses its image and manifest jobs
+/// (another Liquid branch): it must still render and pass actionlint.
+#[test]
+fn the_workflow_without_deployment_files_passes_actionlint() {
+    let generated = Generated::with_options("deploy-none-api", "api", &["deployment=none"]);
+    let problems = workflow_problems("api", &generated.project);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

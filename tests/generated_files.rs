@@ -2,16 +2,52 @@
 //! and integration tests (`tests/<type>.rs` or `tests/integration/<type>.rs`)
 //! and none of the other types',
 //! the default configuration with only its own section, and a manifest with
-//! the promised toolchain floor and no blanket Tokio features.
+//! the promised toolchain floor and no blanket Tokio features. The
+//! deployment files and the CI workflow are there by default, and gone with
+//! `deployment=none` and `ci=none`.
 //!
 //! Cheap (no build): generation only.
 
 mod common;
 
+use std::path::Path;
+
 use common::{Generated, SERVICE_TYPES, files_below, read_text};
 
 /// The `rust-version` generated projects declare.
 const GENERATED_RUST_VERSION: &str = "1.92";
+
+/// Files that `deployment=kubernetes` (the default) adds, and `none` leaves out.
+const DEPLOYMENT_FILES: [&str; 9] = [
+    "Dockerfile",
+    ".dockerignore",
+    "deploy/kubernetes/configmap.yaml",
+    "deploy/kubernetes/deployment.yaml",
+    "deploy/kubernetes/service.yaml",
+    "deploy/kubernetes/poddisruptionbudget.yaml",
+    "tests/deployment.rs",
+    "tests/shared/deployment.rs",
+    "tests/binary/container.rs",
+];
+
+/// Files that `ci=github` (the default) adds, and `none` leaves out.
+const CI_FILES: [&str; 1] = [".github/workflows/ci.yml"];
+
+/// Problems with the optional files: each of `files` must exist when
+/// `present`, and must not otherwise.
+fn check_optional(project: &Path, option: &str, files: &[&str], present: bool) -> Vec<String> {
+    files
+        .iter()
+        .filter(|file| project.join(file).exists() != present)
+        .map(|file| {
+            if present {
+                format!("missing {file} ({option} at its default)")
+            } else {
+                format!("has {file}, which {option}=none leaves out")
+            }
+        })
+        .collect()
+}
 
 /// Checks the generated tree of `service_type` and reports every problem at
 /// once, with the list of generated files.
@@ -56,6 +92,11 @@ fn has_its_own_files(service_type: &'static str) {
 
     check_default_config(project, service_type, &mut problems);
     check_manifest(project, service_type, &mut problems);
+    problems.extend(check_optional(project, "deployment", &DEPLOYMENT_FILES, true));
+    problems.extend(check_optional(project, "ci", &CI_FILES, true));
+    if !project.join("deny.toml").is_file() {
+        problems.push("missing deny.toml".to_owned());
+    }
 
     assert!(
         problems.is_empty(),
@@ -72,7 +113,7 @@ fn has_its_own_files(service_type: &'static str) {
 
 /// `config/default.toml` exists, is valid TOML once rendered, and has a
 /// section for this type only.
-fn check_default_config(project: &std::path::Path, service_type: &str, problems: &mut Vec<String>) {
+fn check_default_config(project: &Path, service_type: &str, problems: &mut Vec<String>) {
     let path = project.join("config/default.toml");
     if !path.is_file() {
         problems.push("missing config/default.toml".to_owned());
@@ -100,7 +141,7 @@ fn check_default_config(project: &std::path::Path, service_type: &str, problems:
 
 /// `Cargo.toml` parses, declares `rust-version = "1.92"`, and no dependency
 /// table enables Tokio's `full` feature (the template lists what it uses).
-fn check_manifest(project: &std::path::Path, service_type: &str, problems: &mut Vec<String>) {
+fn check_manifest(project: &Path, service_type: &str, problems: &mut Vec<String>) {
     let manifest: toml::Table = match read_text(&project.join("Cargo.toml")).parse() {
         Ok(manifest) => manifest,
         Err(error) => {
@@ -171,4 +212,41 @@ fn worker() {
 #[test]
 fn scheduler() {
     has_its_own_files("scheduler");
+}
+
+/// Without deployment files or CI workflow: those files are gone, and no
+/// empty folder is left where they were.
+fn leaves_out_deployment_and_ci(service_type: &'static str) {
+    let name = format!("bare-{service_type}");
+    let generated = Generated::with_options(&name, service_type, &["deployment=none", "ci=none"]);
+    let project = &generated.project;
+    let mut problems = check_optional(project, "deployment", &DEPLOYMENT_FILES, false);
+    problems.extend(check_optional(project, "ci", &CI_FILES, false));
+    for folder in ["deploy", ".github", "tests/shared"] {
+        let path = project.join(folder);
+        if path.is_dir() && files_below(&path).is_empty() {
+            problems.push(format!("{folder}/ is left empty"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "[{service_type}] {}:\n  - {}",
+        project.display(),
+        problems.join("\n  - ")
+    );
+}
+
+#[test]
+fn api_without_deployment_or_ci() {
+    leaves_out_deployment_and_ci("api");
+}
+
+#[test]
+fn worker_without_deployment_or_ci() {
+    leaves_out_deployment_and_ci("worker");
+}
+
+#[test]
+fn scheduler_without_deployment_or_ci() {
+    leaves_out_deployment_and_ci("scheduler");
 }

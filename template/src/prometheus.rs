@@ -1,32 +1,46 @@
-//! Metrics in the Prometheus text format, served at `GET /metrics`.
+//! Metrics in the Prometheus text format, served at `GET /metrics` on a
+//! listener of their own (`metrics.listen`).
 //!
 //! Code records with the `metrics` macros (`counter!`, `gauge!`,
 //! `histogram!`) where the event happens, next to its log line; each module
 //! names and describes its own series. This module installs the one
-//! process-wide recorder they report to, renders it for a scrape, and runs
-//! the upkeep that folds histogram samples into their buckets between
-//! scrapes, so that memory stays bounded when nobody scrapes.
+//! process-wide recorder they report to, serves it, and runs the upkeep that
+//! folds histogram samples into their buckets between scrapes, so that
+//! memory stays bounded when nobody scrapes.
+//!
+//! Why a listener of its own: the service's listener closes early in the
+//! drain, but the drain is when its progress is worth watching; this one
+//! stays open until the drain has ended. It also keeps the metrics off the
+//! port that takes the service's traffic.
 //!
 //! Every name starts with `nebula_`. Label values come from small fixed sets
 //! (a route template, an outcome, a configured job name), never from a
 //! request or job id: each distinct value is a series kept until exit.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{convert::Infallible, io, net::SocketAddr, sync::OnceLock, time::Duration};
 
 use axum::{
+    Router,
     extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
+    routing::get,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio_util::sync::CancellationToken;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+/// The metrics port unless configured: the one registered for Prometheus
+/// exporters of OpenTelemetry, far from the usual HTTP ports.
+pub const DEFAULT_PORT: u16 = 9464;
 
 /// Bucket bounds, in seconds, of every histogram (their names end in
-/// `_seconds`): from a fast in-memory request to the 30 s default timeout.
-/// Buckets make them real Prometheus histograms, which add up across
-/// replicas, instead of per-process summaries.
-const SECONDS_BUCKETS: [f64; 13] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+/// `_seconds`): from a fast in-memory request, past the 30 s default
+/// timeout, to a job whose attempts and backoffs take minutes. Buckets make
+/// them real Prometheus histograms, which add up across replicas, instead of
+/// per-process summaries.
+const SECONDS_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
 /// How often recorded histogram samples are folded into their buckets.
@@ -37,6 +51,21 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Name of the gauge that is 1 and carries the service kind and version.
 pub const SERVICE_INFO: &str = "nebula_service_info";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the metrics listener binds; port 0 picks a free port.
+    pub listen: SocketAddr,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+        }
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot install the metrics recorder: {0}")]
@@ -73,8 +102,28 @@ pub fn describe_service() {
     .set(1.0);
 }
 
+/// The metrics listener's routes: `GET /metrics` only.
+pub fn router(handle: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(handle)
+}
+
+/// Serves [`router`] on `listener` and runs the upkeep. It never ends by
+/// itself: the service aborts it once the drain is over, so that scrapes can
+/// follow the drain to its end.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle) -> io::Result<()> {
+    tokio::select! {
+        result = axum::serve(listener, router(handle.clone())).into_future() => result,
+        never = upkeep(handle) => match never {},
+    }
+}
+
 /// `GET /metrics`.
-pub async fn scrape(State(handle): State<PrometheusHandle>) -> Response {
+async fn scrape(State(handle): State<PrometheusHandle>) -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT))],
         handle.render(),
@@ -82,15 +131,13 @@ pub async fn scrape(State(handle): State<PrometheusHandle>) -> Response {
         .into_response()
 }
 
-/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`] until `stop`.
-pub async fn upkeep(handle: PrometheusHandle, stop: CancellationToken) {
+/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`], for as long as the
+/// metrics are served.
+async fn upkeep(handle: PrometheusHandle) -> Infallible {
     let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => handle.run_upkeep(),
-        }
+        ticks.tick().await;
+        handle.run_upkeep();
     }
 }

@@ -28,9 +28,9 @@ use crate::{
 pub const CANCEL_MARGIN: Duration = Duration::from_millis(500);
 
 /// Gauge of the seconds from the shutdown signal to the end of each drain
-/// phase (`listener_closed`, then `drained` or `deadline`). Scrapes see it
-/// only while the listener is open; the drain's log lines carry the same
-/// figures.
+/// phase (`listener_closed`, then `drained` or `deadline`). The metrics
+/// listener stays open through the drain, so scrapes see it; the drain's
+/// log lines carry the same figures.
 pub const SHUTDOWN_PHASE: &str = "nebula_shutdown_phase_seconds";
 
 /// How the service stopped.
@@ -57,8 +57,9 @@ impl Stopped {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot listen on {address} (check http.listen and that the port is free)")]
+    #[error("cannot listen on {address} (check {key} and that the port is free)")]
     Bind {
+        key: &'static str,
         address: SocketAddr,
         #[source]
         source: io::Error,
@@ -73,34 +74,50 @@ pub enum RunError {
     Task(#[from] TaskFailure),
 }
 
-/// A service bound to its listen address, not yet running.
+/// A service bound to its listen addresses, not yet running.
 pub struct Service {
     settings: Settings,
     listener: TcpListener,
     address: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_address: SocketAddr,
     metrics: PrometheusHandle,
 }
 
+/// Binds `requested`; the error names the setting `key` it came from.
+async fn bind_listener(
+    key: &'static str,
+    requested: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), RunError> {
+    let bind_error = |source| RunError::Bind {
+        key,
+        address: requested,
+        source,
+    };
+    let listener = TcpListener::bind(requested).await.map_err(bind_error)?;
+    let address = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, address))
+}
+
 impl Service {
-    /// Installs the metrics recorder and binds the HTTP listener, so the
-    /// address (port 0 included) is known before the service runs.
+    /// Installs the metrics recorder and binds the HTTP and metrics
+    /// listeners, so their addresses (port 0 included) are known before the
+    /// service runs.
     ///
     /// # Errors
-    /// When the address cannot be bound, or another metrics recorder is
+    /// When an address cannot be bound, or another metrics recorder is
     /// installed.
     pub async fn bind(settings: Settings) -> Result<Self, RunError> {
         let metrics = prometheus::recorder()?;
-        let requested = settings.http.listen;
-        let bind_error = |source| RunError::Bind {
-            address: requested,
-            source,
-        };
-        let listener = TcpListener::bind(requested).await.map_err(bind_error)?;
-        let address = listener.local_addr().map_err(bind_error)?;
+        let (listener, address) = bind_listener("http.listen", settings.http.listen).await?;
+        let (metrics_listener, metrics_address) =
+            bind_listener("metrics.listen", settings.metrics.listen).await?;
         Ok(Self {
             settings,
             listener,
             address,
+            metrics_listener,
+            metrics_address,
             metrics,
         })
     }
@@ -110,7 +127,13 @@ impl Service {
         self.address
     }
 
+    #[must_use]
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_address
+    }
+
     /// Runs until `shutdown` is requested (or a subsystem fails), then drains.
+    /// Metrics are served until the drain has ended.
     ///
     /// # Errors
     /// When the service cannot start, or a subsystem failed or panicked.
@@ -119,6 +142,8 @@ impl Service {
             settings,
             listener,
             address,
+            metrics_listener,
+            metrics_address,
             metrics,
         } = self;
         let draining = shutdown.drain_token();
@@ -139,20 +164,26 @@ impl Service {
             metrics::Unit::Seconds,
             "Seconds from the shutdown signal to the end of each drain phase"
         );
-        let upkeep_stop = stop_accepting.clone();
-        let upkeep_handle = metrics.clone();
-        tasks.spawn("metrics upkeep", async move {
-            prometheus::upkeep(upkeep_handle, upkeep_stop).await;
-            Ok(())
+        // Outside the supervised tasks, which the drain waits for: it is
+        // stopped below, once the drain has ended.
+        let metrics_server = tokio::spawn(async move {
+            if let Err(error) = prometheus::serve(metrics_listener, metrics).await {
+                tracing::error!(%error, "metrics listener failed, metrics are not served");
+            }
         });
-        let app = http::router(routes, &settings, draining, metrics);
+        let app = http::router(routes, &settings, draining);
         let server_stop = stop_accepting.clone();
         tasks.spawn("http server", async move {
             http::serve(listener, app, server_stop)
                 .await
                 .map_err(Into::into)
         });
-        tracing::info!(%address, service.kind = crate::SERVICE_KIND, "ready");
+        tracing::info!(
+            %address,
+            metrics.address = %metrics_address,
+            service.kind = crate::SERVICE_KIND,
+            "ready"
+        );
 
         let mut failures = Vec::new();
         tokio::select! {
@@ -173,6 +204,7 @@ impl Service {
             abandon: &abandon,
         };
         let stopped = drain.run(&mut tasks, &mut failures).await;
+        metrics_server.abort();
         match failures.into_iter().next() {
             Some(failure) => Err(failure.into()),
             None => Ok(stopped),
@@ -300,6 +332,7 @@ mod tests {
     async fn the_drain_records_when_each_phase_ended() {
         let mut settings = Settings::default();
         settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.shutdown.readiness_delay_ms = 2_000;
         let service = Service::bind(settings).await.unwrap();
         let shutdown = Shutdown::new();

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
 pub use self::layers::{Origin, SettingsError};
-use crate::timeouts;
+use crate::{prometheus, timeouts};
 
 /// Prefix of every environment variable the service reads its settings from.
 pub const ENV_PREFIX: &str = "{{crate_name | shouty_snake_case}}";
@@ -33,6 +33,7 @@ pub const DEFAULT_PORT: u16 = {{http_port}};
 pub struct Settings {
     pub log: LogSettings,
     pub http: HttpSettings,
+    pub metrics: prometheus::Settings,
     pub timeouts: timeouts::Timeouts,
     pub shutdown: ShutdownSettings,
     pub {{service_type}}: crate::{{service_type}}::Settings,
@@ -70,10 +71,22 @@ impl Settings {
         layers::load(overrides, env)
     }
 
+    /// The two listeners need two ports (port 0 picks a free one for each).
+    fn validate_ports(&self, problems: &mut Problems) {
+        let port = self.metrics.listen.port();
+        if port != 0 && port == self.http.listen.port() {
+            problems.add(
+                "metrics.listen",
+                format!("must use another port than http.listen ({port})"),
+            );
+        }
+    }
+
     /// Collects every out-of-range value, so one start-up reports them all.
     fn validate(&self, problems: &mut Problems) {
         self.log.validate(problems);
         self.http.validate(problems);
+        self.validate_ports(problems);
         self.timeouts.validate(problems);
         self.shutdown.validate(problems);
         self.{{service_type}}.validate(problems);
@@ -317,6 +330,25 @@ mod tests {
             error.contains("listen"),
             "should list the valid keys: {error}"
         );
+    }
+
+    #[test]
+    fn the_metrics_listener_needs_a_port_of_its_own() {
+        let variable = env_var("METRICS__LISTEN");
+        let clash = format!("0.0.0.0:{DEFAULT_PORT}");
+        let error = load(&[(&variable, &clash)], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("metrics.listen"), "{error}");
+        assert!(error.contains(&variable), "{error}");
+        assert!(error.contains("http.listen"), "{error}");
+
+        let both_free = [
+            (env_var("HTTP__LISTEN"), "127.0.0.1:0"),
+            (env_var("METRICS__LISTEN"), "127.0.0.1:0"),
+        ];
+        let both_free: Vec<_> = both_free.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert!(load(&both_free, &no_file()).is_ok(), "port 0 twice is fine");
     }
 
     #[test]

@@ -46,33 +46,58 @@ fn the_configmap_sets_only_this_service_s_settings() {
     pod_settings();
 }
 
-#[test]
-fn the_image_and_the_pod_listen_on_the_service_port_on_every_interface() {
-    let dockerfile = Dockerfile::read();
-    let image_listen: SocketAddr = dockerfile
-        .env(&format!("{ENV_PREFIX}_HTTP__LISTEN"))
-        .expect("the Dockerfile sets the listen address")
-        .parse()
-        .expect("the Dockerfile's listen address parses");
-    let pod_listen = pod_settings().http.listen;
-    for (what, listen) in [("image", image_listen), ("pod", pod_listen)] {
-        assert!(
-            listen.ip().is_unspecified(),
-            "the {what} listens on {listen}: other hosts could not reach it"
-        );
-        assert_eq!(listen.port(), DEFAULT_PORT, "the {what}'s port");
-    }
-    assert_eq!(dockerfile.expose, [DEFAULT_PORT], "EXPOSE");
+/// Whether `listen` accepts connections from other hosts, and its port.
+fn assert_reachable(what: &str, listen: SocketAddr, port: u16) {
+    assert!(
+        listen.ip().is_unspecified(),
+        "{what} listens on {listen}: other hosts could not reach it"
+    );
+    assert_eq!(listen.port(), port, "{what}'s port");
+}
 
-    let port = &container()["ports"][0];
-    assert_eq!(port["name"], "http");
+fn image_address(dockerfile: &Dockerfile, key: &str) -> SocketAddr {
+    dockerfile
+        .env(&format!("{ENV_PREFIX}_{key}"))
+        .unwrap_or_else(|| panic!("the Dockerfile sets {ENV_PREFIX}_{key}"))
+        .parse()
+        .unwrap_or_else(|error| panic!("the Dockerfile's {key} does not parse: {error}"))
+}
+
+#[test]
+fn the_image_and_the_pod_listen_on_the_service_and_metrics_ports() {
+    let dockerfile = Dockerfile::read();
+    let pod = pod_settings();
+    let metrics_port = pod.metrics.listen.port();
+    assert_reachable(
+        "the image",
+        image_address(&dockerfile, "HTTP__LISTEN"),
+        DEFAULT_PORT,
+    );
+    assert_reachable("the pod", pod.http.listen, DEFAULT_PORT);
+    assert_reachable(
+        "the image's metrics",
+        image_address(&dockerfile, "METRICS__LISTEN"),
+        metrics_port,
+    );
+    assert_reachable("the pod's metrics", pod.metrics.listen, metrics_port);
+    assert_eq!(dockerfile.expose, [DEFAULT_PORT, metrics_port], "EXPOSE");
+
+    let ports = container()["ports"].clone();
+    let port = |name: &str| {
+        ports
+            .as_array()
+            .and_then(|ports| ports.iter().find(|port| port["name"] == name))
+            .and_then(|port| port["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("the container declares a port named {name}: {ports}"))
+    };
+    assert_eq!(port("http"), u64::from(DEFAULT_PORT), "containerPort http");
     assert_eq!(
-        port["containerPort"],
-        u64::from(DEFAULT_PORT),
-        "containerPort"
+        port("metrics"),
+        u64::from(metrics_port),
+        "containerPort metrics"
     );
     let annotations = &manifest("deployment")["spec"]["template"]["metadata"]["annotations"];
-    assert_eq!(annotations["prometheus.io/port"], DEFAULT_PORT.to_string());
+    assert_eq!(annotations["prometheus.io/port"], metrics_port.to_string());
 
     let service_port = &manifest("service")["spec"]["ports"][0];
     assert_eq!(
@@ -96,21 +121,18 @@ async fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves(
     let annotations = &manifest("deployment")["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
 
+    let service = http::router(Router::new(), &pod_settings(), CancellationToken::new());
+    let metrics = prometheus::router(prometheus::recorder().unwrap());
     let paths = [
-        ("livenessProbe", liveness["path"].clone()),
-        ("readinessProbe", readiness["path"].clone()),
+        ("livenessProbe", liveness["path"].clone(), &service),
+        ("readinessProbe", readiness["path"].clone(), &service),
         (
             "prometheus.io/path",
             annotations["prometheus.io/path"].clone(),
+            &metrics,
         ),
     ];
-    let app = http::router(
-        Router::new(),
-        &pod_settings(),
-        CancellationToken::new(),
-        prometheus::recorder().unwrap(),
-    );
-    for (what, path) in paths {
+    for (what, path, app) in paths {
         let path = path.as_str().unwrap_or_else(|| panic!("{what} has a path"));
         let request = Request::get(path).body(Body::empty()).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();
@@ -128,6 +150,14 @@ async fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves(
         dockerfile.healthcheck,
         [binary, "healthcheck".to_owned()],
         "HEALTHCHECK"
+    );
+    let docker_timeout = dockerfile
+        .healthcheck_duration("timeout")
+        .expect("HEALTHCHECK sets --timeout");
+    assert!(
+        healthcheck::TIMEOUT < docker_timeout,
+        "the check's own timeout ({:?}) must be shorter than HEALTHCHECK --timeout ({docker_timeout:?}), or a slow answer is killed without a message",
+        healthcheck::TIMEOUT
     );
 }
 
@@ -215,6 +245,20 @@ fn selectors_and_references_find_their_objects() {
         container()["envFrom"][0]["configMapRef"]["name"],
         manifest("configmap")["metadata"]["name"],
         "the container reads the ConfigMap"
+    );
+}
+
+#[test]
+fn the_deployment_runs_the_image_of_this_version() {
+    let image = container()["image"]
+        .as_str()
+        .expect("the container has an image")
+        .to_owned();
+    let tag = image.rsplit_once(':').map(|(_, tag)| tag);
+    assert_eq!(
+        tag,
+        Some(env!("CARGO_PKG_VERSION")),
+        "the image tag in deployment.yaml ({image}) is the package version; change both on a release"
     );
 }
 

@@ -1,6 +1,6 @@
-//! The HTTP surface every service type shares: probes, metrics, request
-//! tracing and measuring, load shedding and the request timeout, and a
-//! server that stops accepting on request while in-flight requests finish.
+//! The HTTP surface every service type shares: probes, request tracing and
+//! measuring, load shedding and the request timeout, and a server that stops
+//! accepting on request while in-flight requests finish.
 
 mod middleware;
 mod probes;
@@ -14,37 +14,26 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{prometheus, settings::Settings};
+use crate::settings::Settings;
 
 pub use self::middleware::Limits;
 
 /// Builds the full router: the service's own routes behind the concurrency
-/// limit and request timeout, plus `/healthz`, `/readyz` and `/metrics`,
-/// which stay outside the limit so that probes and scrapes answer even when
-/// the service sheds load.
-pub fn router(
-    service_routes: Router,
-    settings: &Settings,
-    draining: CancellationToken,
-    metrics: PrometheusHandle,
-) -> Router {
+/// limit and request timeout, plus `/healthz` and `/readyz`, which stay
+/// outside the limit so probes answer even when the service sheds load.
+/// (`/metrics` has a listener of its own: [`crate::prometheus`].)
+pub fn router(service_routes: Router, settings: &Settings, draining: CancellationToken) -> Router {
     middleware::describe_metrics();
     let limits = Limits::new(&settings.http, settings.timeouts.default_operation());
     let service_routes = service_routes.layer(from_fn_with_state(limits, middleware::limit));
-    let probes = Router::new()
+    Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
-        .with_state(draining);
-    let scrape = Router::new()
-        .route("/metrics", get(prometheus::scrape))
-        .with_state(metrics);
-    probes
-        .merge(scrape)
+        .with_state(draining)
         .merge(service_routes)
         .layer(from_fn(middleware::trace))
 }

@@ -43,6 +43,11 @@ impl ImageLayout {
         ));
         let layout = Self { root };
         layout.remove();
+        assert!(
+            !layout.root.exists(),
+            "a leftover {} is removed",
+            layout.root.display()
+        );
         fs::create_dir_all(layout.binary().parent().expect("bin/ has a parent"))
             .expect("scratch bin/ is created");
         fs::copy(BINARY, layout.binary()).expect("the binary is copied");
@@ -67,10 +72,12 @@ impl ImageLayout {
         self.root.join("app")
     }
 
+    /// Best effort: a panic here, while a failed test unwinds, would abort
+    /// the whole test binary.
     fn remove(&self) {
         if self.root.exists() {
             let _ = fs::set_permissions(self.workdir(), fs::Permissions::from_mode(0o755));
-            fs::remove_dir_all(&self.root).expect("scratch folder is removed");
+            let _ = fs::remove_dir_all(&self.root);
         }
     }
 }
@@ -100,8 +107,8 @@ fn image_user() -> Option<(u32, u32)> {
 }
 
 /// The image's command in the layout, with the pod's environment only.
-/// The listen address keeps every interface but lets the system pick the
-/// port, which may be taken on this machine.
+/// The listen addresses keep every interface but let the system pick the
+/// ports, which may be taken on this machine.
 fn launch(layout: &ImageLayout, listen_port: u16) -> Launch {
     let mut launch = Launch::bare()
         .binary(layout.binary())
@@ -110,7 +117,9 @@ fn launch(layout: &ImageLayout, listen_port: u16) -> Launch {
     for (key, value) in pod_env() {
         launch = launch.env(&key, &value);
     }
-    launch = launch.setting("HTTP__LISTEN", format!("0.0.0.0:{listen_port}"));
+    launch = launch
+        .setting("HTTP__LISTEN", format!("0.0.0.0:{listen_port}"))
+        .setting("METRICS__LISTEN", "0.0.0.0:0");
     match image_user() {
         Some((uid, gid)) => launch.user(uid, gid),
         None => launch,
@@ -130,9 +139,8 @@ fn the_binary_runs_as_the_image_runs_it_and_drains_on_sigterm() {
         assert_read_only_for_others(&layout.workdir());
         let process = launch(&layout, 0).start().await;
         let port = process.address.port();
-        let http = client();
 
-        let ready = http
+        let ready = client()
             .get(process.url("/readyz"))
             .send()
             .await

@@ -19,7 +19,8 @@ use tokio::{
     task::JoinHandle,
 };
 
-use {{crate_name}}::{Exit, SERVICE_KIND, healthcheck, settings::ENV_PREFIX};
+use {{crate_name}}::healthcheck;
+use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
 
 /// The binary under test, built by Cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
@@ -62,6 +63,7 @@ impl Default for Launch {
         Self::bare()
             .args(&["--log-format", "json"])
             .setting("HTTP__LISTEN", "127.0.0.1:0")
+            .setting("METRICS__LISTEN", "127.0.0.1:0")
     }
 }
 
@@ -163,16 +165,21 @@ impl Launch {
             logs,
             reader: Some(reader),
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let ready = process
             .wait_for_event("the ready event", |event| event["message"] == "ready")
             .await;
-        let listening: SocketAddr = ready["address"]
-            .as_str()
-            .and_then(|address| address.parse().ok())
-            .unwrap_or_else(|| panic!("ready event has an address: {ready}"));
-        // A service listening on every interface is reached on loopback.
-        process.address = healthcheck::local_address(listening);
+        let listening = |field: &str| -> SocketAddr {
+            let address = ready[field]
+                .as_str()
+                .and_then(|address| address.parse().ok())
+                .unwrap_or_else(|| panic!("ready event has an {field}: {ready}"));
+            // A service listening on every interface is reached on loopback.
+            healthcheck::local_address(address)
+        };
+        process.address = listening("address");
+        process.metrics_address = listening("metrics.address");
         process
     }
 
@@ -232,6 +239,7 @@ pub struct Process {
     pub logs: Logs,
     reader: Option<JoinHandle<()>>,
     pub address: SocketAddr,
+    pub metrics_address: SocketAddr,
 }
 
 /// How a process ended.
@@ -255,10 +263,10 @@ impl Process {
         self.pid
     }
 
-    /// The text of `GET /metrics`.
+    /// The text of `GET /metrics` on the metrics listener.
     pub async fn metrics(&self) -> String {
         let response = client()
-            .get(self.url("/metrics"))
+            .get(format!("http://{}/metrics", self.metrics_address))
             .send()
             .await
             .expect("/metrics answers");

@@ -10,7 +10,7 @@ use crate::{
     support::{Answer, Logs, answer, settings, start},
 };
 
-use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http, prometheus};
+use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http};
 
 #[tokio::test]
 async fn probes_answer_while_running() {
@@ -48,13 +48,20 @@ async fn metrics_count_requests_by_route_template_never_by_id() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 
-    let scrape = service.get("/metrics").await.unwrap();
+    let metrics_url = format!("http://{}/metrics", service.metrics_address);
+    let scrape = service.client.get(metrics_url).send().await.unwrap();
     assert_eq!(scrape.status(), 200);
     assert_eq!(
         scrape.headers()["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let text = scrape.text().await.unwrap();
+    let on_service_port = service.get("/metrics").await.unwrap();
+    assert_eq!(
+        on_service_port.status(),
+        404,
+        "metrics stay off the service's port"
+    );
     assert_all_prefixed(&text);
     // Other tests in this process count into the same series: at least.
     let healthz = [("method", "GET"), ("route", "/healthz")];
@@ -179,13 +186,7 @@ async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_
             empty[1].to_string()
         }),
     );
-    let metrics = prometheus::recorder().unwrap();
-    let app = http::router(
-        routes,
-        &Settings::default(),
-        CancellationToken::new(),
-        metrics,
-    );
+    let app = http::router(routes, &Settings::default(), CancellationToken::new());
     let request = || {
         Request::get("/boom")
             .header("x-request-id", "req-42")

@@ -22,16 +22,18 @@ use {{crate_name}}::{RunError, Service, Settings, Shutdown, Stopped};
 /// Upper bound on any single wait in these tests. Reaching it is a failure.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
 
-/// Default settings, listening on any free loopback port.
+/// Default settings, listening on free loopback ports.
 pub fn settings() -> Settings {
     let mut settings = Settings::default();
     settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     settings
 }
 
 /// A service running in-process.
 pub struct Running {
     pub address: SocketAddr,
+    pub metrics_address: SocketAddr,
     pub shutdown: Shutdown,
     pub client: reqwest::Client,
     task: JoinHandle<Result<Stopped, RunError>>,
@@ -42,10 +44,12 @@ pub async fn start(settings: Settings) -> Running {
     install_subscriber();
     let service = Service::bind(settings).await.expect("service binds");
     let address = service.local_addr();
+    let metrics_address = service.metrics_addr();
     let shutdown = Shutdown::new();
     let task = tokio::spawn(service.run(shutdown.clone()));
     Running {
         address,
+        metrics_address,
         shutdown,
         client: reqwest::Client::new(),
         task,
@@ -65,9 +69,10 @@ impl Running {
         self.client.post(self.url(path)).json(body).send().await
     }
 
-    /// The text of `GET /metrics`.
+    /// The text of `GET /metrics` on the metrics listener.
     pub async fn metrics(&self) -> String {
-        let response = self.get("/metrics").await.expect("/metrics answers");
+        let url = format!("http://{}/metrics", self.metrics_address);
+        let response = self.client.get(url).send().await.expect("/metrics answers");
         assert_eq!(response.status(), 200, "/metrics status");
         response.text().await.expect("/metrics body")
     }

@@ -4,7 +4,7 @@
 // The deployment tests and the binary tests each use a different part.
 #![allow(dead_code, reason = "not every test crate uses every helper")]
 
-use std::{fs, path::PathBuf};
+use std::{fs, path::PathBuf, time::Duration};
 
 use serde_json::Value;
 
@@ -26,6 +26,8 @@ pub struct Dockerfile {
     pub entrypoint: Vec<String>,
     /// The command of `HEALTHCHECK ... CMD [...]`.
     pub healthcheck: Vec<String>,
+    /// The options of `HEALTHCHECK`, such as `("timeout", "3s")`.
+    pub healthcheck_options: Vec<(String, String)>,
 }
 
 impl Dockerfile {
@@ -55,6 +57,7 @@ impl Dockerfile {
                     file.user = None;
                     file.entrypoint.clear();
                     file.healthcheck.clear();
+                    file.healthcheck_options.clear();
                 }
                 "ARG" if stages == 0 => file.args.push(pair(rest)),
                 "ENV" => file.env.extend(rest.split_whitespace().map(pair)),
@@ -66,10 +69,14 @@ impl Dockerfile {
                 "USER" => file.user = Some(rest.to_owned()),
                 "ENTRYPOINT" => file.entrypoint = exec_form("ENTRYPOINT", rest),
                 "HEALTHCHECK" => {
-                    let (_, command) = rest
+                    let (options, command) = rest
                         .split_once("CMD ")
                         .unwrap_or_else(|| panic!("HEALTHCHECK without CMD: {rest}"));
                     file.healthcheck = exec_form("HEALTHCHECK CMD", command);
+                    file.healthcheck_options = options
+                        .split_whitespace()
+                        .map(|option| pair(option.trim_start_matches("--")))
+                        .collect();
                 }
                 _ => {}
             }
@@ -83,6 +90,22 @@ impl Dockerfile {
 
     pub fn env(&self, name: &str) -> Option<&str> {
         lookup(&self.env, name)
+    }
+
+    /// A `HEALTHCHECK` option given as whole seconds or milliseconds
+    /// (`3s`, `500ms`).
+    pub fn healthcheck_duration(&self, option: &str) -> Option<Duration> {
+        let value = lookup(&self.healthcheck_options, option)?;
+        let parsed = match value.strip_suffix("ms") {
+            Some(millis) => millis.parse().ok().map(Duration::from_millis),
+            None => value
+                .strip_suffix('s')
+                .and_then(|secs| secs.parse().ok())
+                .map(Duration::from_secs),
+        };
+        Some(parsed.unwrap_or_else(|| {
+            panic!("HEALTHCHECK --{option}={value}: expected whole seconds or ms")
+        }))
     }
 }
 
