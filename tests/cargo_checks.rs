@@ -10,7 +10,10 @@
 
 mod common;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::{
+    path::Path,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
 
 use common::{Generated, cargo_step, note, prepare_dependencies};
 
@@ -52,6 +55,11 @@ fn passes_cargo_checks(service_type: &'static str) {
             note(&format!("[{service_type}] {line}"));
         }
     }
+    lints_and_format(service_type, project, locked);
+}
+
+/// Clippy on every target with warnings denied, then rustfmt's check.
+fn lints_and_format(service_type: &str, project: &Path, locked: &[&str]) {
     cargo_step(
         service_type,
         project,
@@ -83,17 +91,7 @@ fn builds_without_deployment_or_ci(service_type: &'static str) {
     );
     let project = &generated.project;
     let locked = prepare_dependencies(service_type, project);
-    cargo_step(
-        service_type,
-        project,
-        &[
-            &["clippy", "--all-targets"],
-            locked,
-            &["--", "-D", "warnings"],
-        ]
-        .concat(),
-    );
-    cargo_step(service_type, project, &["fmt", "--check"]);
+    lints_and_format(service_type, project, locked);
 }
 
 #[test]

@@ -17,6 +17,7 @@ use std::{
     fs,
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
+    process::ExitStatus,
 };
 
 use self::deployment::{Dockerfile, pod_env};
@@ -126,6 +127,15 @@ fn launch(layout: &ImageLayout, listen_port: u16) -> Launch {
     }
 }
 
+/// Runs the image's `HEALTHCHECK` command against the service on `port`.
+async fn healthcheck(layout: &ImageLayout, port: u16) -> (ExitStatus, String) {
+    let (status, _, stderr) = launch(layout, port)
+        .args(&["healthcheck"])
+        .run_to_exit()
+        .await;
+    (status, stderr)
+}
+
 fn assert_read_only_for_others(path: &Path) {
     let mode = fs::metadata(path).expect("working folder exists").mode();
     assert_eq!(mode & 0o222, 0, "{} must not be writable", path.display());
@@ -147,10 +157,7 @@ fn the_binary_runs_as_the_image_runs_it_and_drains_on_sigterm() {
             .expect("readyz answers");
         assert_eq!(ready.status(), 200);
 
-        let (status, _, stderr) = launch(&layout, port)
-            .args(&["healthcheck"])
-            .run_to_exit()
-            .await;
+        let (status, stderr) = healthcheck(&layout, port).await;
         assert!(
             status.success(),
             "the image's health check passes: {stderr}"
@@ -185,10 +192,7 @@ fn the_binary_runs_as_the_image_runs_it_and_drains_on_sigterm() {
         );
         assert_eq!(exited.logs.with_message("drain complete").len(), 1);
 
-        let (status, _, stderr) = launch(&layout, port)
-            .args(&["healthcheck"])
-            .run_to_exit()
-            .await;
+        let (status, stderr) = healthcheck(&layout, port).await;
         assert_eq!(
             status.code(),
             Some(i32::from(Exit::RuntimeFailure.code())),
@@ -200,7 +204,7 @@ fn the_binary_runs_as_the_image_runs_it_and_drains_on_sigterm() {
         );
 
         summary(
-            "image-like run",
+            "as-the-image-runs",
             Counts::default(),
             exited.code,
             &format!("user={:?}", image_user()),
