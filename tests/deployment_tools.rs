@@ -129,9 +129,9 @@ fn workflow_problems(service_type: &str, project: &Path) -> Vec<String> {
     // Braces that are not Liquid: GitHub's `${{ ... }}` and the Go templates
     // of `docker inspect --format '{{.State...}}'`.
     let liquid_left = workflow.contains("{%")
-        || workflow.match_indices("{{").any(|(at, _)| {
-            !workflow[..at].ends_with('$') && !workflow[at + 2..].starts_with('.')
-        });
+        || workflow
+            .match_indices("{{")
+            .any(|(at, _)| !workflow[..at].ends_with('$') && !workflow[at + 2..].starts_with('.'));
     if liquid_left {
         problems.push(
             ".github/workflows/ci.yml still holds Liquid (`{%`, or a `{{` that is neither \

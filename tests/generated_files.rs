@@ -92,7 +92,12 @@ fn has_its_own_files(service_type: &'static str) {
 
     check_default_config(project, service_type, &mut problems);
     check_manifest(project, service_type, &mut problems);
-    problems.extend(check_optional(project, "deployment", &DEPLOYMENT_FILES, true));
+    problems.extend(check_optional(
+        project,
+        "deployment",
+        &DEPLOYMENT_FILES,
+        true,
+    ));
     problems.extend(check_optional(project, "ci", &CI_FILES, true));
     if !project.join("deny.toml").is_file() {
         problems.push("missing deny.toml".to_owned());
