@@ -53,8 +53,9 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
         });
     request.headers_mut().insert(REQUEST_ID, request_id.clone());
     let method = method_label(request.method());
-    // The route template (`/items/{id}`), never the path itself: one series
-    // per route, not one per id a client makes up.
+    // The route as the router declares it (a path parameter stays `{id}`),
+    // never the path itself: one series per route, not one per id a client
+    // makes up.
     let route = request
         .extensions()
         .get::<MatchedPath>()
