@@ -35,7 +35,8 @@ impl Refused {
 /// Creates a queue for at most `capacity` waiting jobs. When `draining` is
 /// cancelled the queue stops taking jobs; the ones already in it are still
 /// handed out. The queue keeps the [`QUEUE_DEPTH`] and [`QUEUE_CAPACITY`]
-/// gauges up to date.
+/// gauges up to date; they have no labels, so they assume one queue per
+/// process (in-process tests that run several share them).
 #[must_use]
 pub fn bounded(capacity: usize, draining: CancellationToken) -> (JobQueue, JobSource) {
     let (sender, receiver) = mpsc::channel(capacity);
