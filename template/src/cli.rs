@@ -34,8 +34,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Exit 0 when the service on this host answers GET /healthz with 200,
-    /// 1 otherwise: the container health check (the image has no curl).
-    /// Reads the same settings as the service to find its address.
+    /// non-zero otherwise (1 when it does not answer 200): a health check
+    /// for containers, whose images often lack curl. Reads the same settings
+    /// as the service to find its address.
     Healthcheck,
 }
 

@@ -1,6 +1,6 @@
 //! The `healthcheck` command: asks the service running on this host whether
-//! it is alive, for a container runtime's health check. The image has no
-//! shell and no curl, so the binary checks itself.
+//! it is alive, for a container runtime's health check. Small images have
+//! no shell and no curl, so the binary checks itself.
 
 use std::{
     io,

@@ -17,7 +17,7 @@
 //! (a route template, an outcome, a configured job name), never from a
 //! request or job id: each distinct value is a series kept until exit.
 
-use std::{convert::Infallible, io, net::SocketAddr, sync::OnceLock, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, sync::OnceLock, time::Duration};
 
 use axum::{
     Router,
@@ -28,7 +28,8 @@ use axum::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 
 /// The metrics port unless configured: the one registered for Prometheus
 /// exporters of OpenTelemetry, far from the usual HTTP ports.
@@ -111,16 +112,47 @@ pub fn router(handle: PrometheusHandle) -> Router {
         .with_state(handle)
 }
 
-/// Serves [`router`] on `listener` and runs the upkeep. It never ends by
-/// itself: the service aborts it once the drain is over, so that scrapes can
-/// follow the drain to its end.
-///
-/// # Errors
-/// When the server fails.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle) -> io::Result<()> {
-    tokio::select! {
-        result = axum::serve(listener, router(handle.clone())).into_future() => result,
-        never = upkeep(handle) => match never {},
+/// The metrics listener, serving [`router`] and running the upkeep in a
+/// task of its own until stopped. The service stops it only once the drain
+/// has ended, so that scrapes can follow the drain; dropping it (a `run`
+/// future dropped midway) aborts the task, so the port is never left bound.
+pub struct MetricsServer {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Starts serving on `listener`.
+    #[must_use]
+    pub fn start(listener: TcpListener, handle: PrometheusHandle) -> Self {
+        let stop = CancellationToken::new();
+        let server = axum::serve(listener, router(handle.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                result = server.into_future() => {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "metrics listener failed, metrics are not served");
+                    }
+                }
+                never = upkeep(handle) => match never {},
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Closes the listener and lets scrapes in progress finish, for at
+    /// most `within`; what is left then is cut.
+    pub async fn stop(mut self, within: Duration) {
+        self.stop.cancel();
+        // Finished or not, the drop below aborts the task.
+        let _ = tokio::time::timeout(within, &mut self.task).await;
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -29,9 +29,20 @@ pub const CANCEL_MARGIN: Duration = Duration::from_millis(500);
 
 /// Gauge of the seconds from the shutdown signal to the end of each drain
 /// phase (`listener_closed`, then `drained` or `deadline`). The metrics
-/// listener stays open through the drain, so scrapes see it; the drain's
-/// log lines carry the same figures.
+/// listener stays open until the drain has ended, so scrapes see
+/// `listener_closed` through the drain and `deadline` during the cancel
+/// margin; `drained` is set just before the listener closes, so in practice
+/// only the drain's log line shows it to anyone outside the process.
 pub const SHUTDOWN_PHASE: &str = "nebula_shutdown_phase_seconds";
+
+/// Describes the drain's series for `/metrics`.
+pub fn describe_metrics() {
+    metrics::describe_gauge!(
+        SHUTDOWN_PHASE,
+        metrics::Unit::Seconds,
+        "Seconds from the shutdown signal to the end of each drain phase"
+    );
+}
 
 /// How the service stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,18 +170,10 @@ impl Service {
         })
         .map_err(RunError::Start)?;
         prometheus::describe_service();
-        metrics::describe_gauge!(
-            SHUTDOWN_PHASE,
-            metrics::Unit::Seconds,
-            "Seconds from the shutdown signal to the end of each drain phase"
-        );
+        describe_metrics();
         // Outside the supervised tasks, which the drain waits for: it is
         // stopped below, once the drain has ended.
-        let metrics_server = tokio::spawn(async move {
-            if let Err(error) = prometheus::serve(metrics_listener, metrics).await {
-                tracing::error!(%error, "metrics listener failed, metrics are not served");
-            }
-        });
+        let metrics_server = prometheus::MetricsServer::start(metrics_listener, metrics);
         let app = http::router(routes, &settings, draining);
         let server_stop = stop_accepting.clone();
         tasks.spawn("http server", async move {
@@ -204,7 +207,11 @@ impl Service {
             abandon: &abandon,
         };
         let stopped = drain.run(&mut tasks, &mut failures).await;
-        metrics_server.abort();
+        if stopped == Stopped::Forced {
+            drop(metrics_server);
+        } else {
+            metrics_server.stop(CANCEL_MARGIN).await;
+        }
         match failures.into_iter().next() {
             Some(failure) => Err(failure.into()),
             None => Ok(stopped),

@@ -67,7 +67,7 @@ fn image_address(dockerfile: &Dockerfile, key: &str) -> SocketAddr {
 fn the_image_and_the_pod_listen_on_the_service_and_metrics_ports() {
     let dockerfile = Dockerfile::read();
     let pod = pod_settings();
-    let metrics_port = pod.metrics.listen.port();
+    let metrics_port = prometheus::DEFAULT_PORT;
     assert_reachable(
         "the image",
         image_address(&dockerfile, "HTTP__LISTEN"),
@@ -181,15 +181,22 @@ fn kubernetes_waits_for_the_whole_drain_before_it_kills_the_pod() {
         "terminationGracePeriodSeconds ({termination_grace_ms} ms) must exceed shutdown.grace_ms plus the cancel margin ({drain_ms} ms), or the pod is killed mid-drain"
     );
 
+    // A balancer that polls /readyz notices the 503 within failureThreshold
+    // periods plus one probe timeout; the listener must still be open then.
     let readiness = &container["readinessProbe"];
     let period = seconds(&readiness["periodSeconds"], "readinessProbe.periodSeconds");
     let failures = seconds(
         &readiness["failureThreshold"],
         "readinessProbe.failureThreshold",
     );
+    let timeout = seconds(
+        &readiness["timeoutSeconds"],
+        "readinessProbe.timeoutSeconds",
+    );
+    let noticed_ms = (period * failures + timeout) * 1_000;
     assert!(
-        settings.shutdown.readiness_delay_ms >= period * failures * 1_000,
-        "shutdown.readiness_delay_ms ({} ms) must cover the probes that notice the 503 ({failures} × {period} s), or the listener closes while traffic still arrives",
+        settings.shutdown.readiness_delay_ms >= noticed_ms,
+        "shutdown.readiness_delay_ms ({} ms) must cover the probes that notice the 503 ({failures} × {period} s + {timeout} s), or the listener closes while traffic still arrives",
         settings.shutdown.readiness_delay_ms
     );
 }
@@ -227,7 +234,8 @@ fn selectors_and_references_find_their_objects() {
     let selects_the_pods = |selector: &Value, what: &str| {
         let selector = selector
             .as_object()
-            .unwrap_or_else(|| panic!("{what} has a selector"));
+            .filter(|selector| !selector.is_empty())
+            .unwrap_or_else(|| panic!("{what} has a selector that is not empty"));
         for (key, value) in selector {
             assert_eq!(&pod_labels[key], value, "{what} selects {key}={value}");
         }

@@ -91,12 +91,6 @@ impl JobQueue {
         })
     }
 
-    /// Jobs waiting to be started.
-    #[must_use]
-    pub fn depth(&self) -> usize {
-        self.sender.max_capacity() - self.sender.capacity()
-    }
-
     #[must_use]
     pub fn capacity(&self) -> usize {
         self.sender.max_capacity()
@@ -149,12 +143,20 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_when_full_and_never_holds_more_than_capacity() {
-        let (queue, _source) = bounded(2, CancellationToken::new());
+        let draining = CancellationToken::new();
+        let (queue, source) = bounded(2, draining.clone());
         assert_eq!(queue.offer(job()), Ok(()));
         assert_eq!(queue.offer(job()), Ok(()));
         assert_eq!(queue.offer(job()), Err(Refused::Full));
-        assert_eq!(queue.depth(), 2);
         assert_eq!(queue.capacity(), 2);
+
+        // Draining hands out what the queue holds, then ends: two jobs.
+        draining.cancel();
+        let mut held = 0;
+        while source.next().await.is_some() {
+            held += 1;
+        }
+        assert_eq!(held, 2);
     }
 
     #[tokio::test]

@@ -113,6 +113,11 @@ fn metrics_are_served_through_the_drain_after_the_listener_closes() {
             "the listener closed {closed} s after the signal, after the 0.2 s readiness delay"
         );
         assert_eq!(phase("drained"), None, "the drain is still going");
+        let service_port = TcpStream::connect(process.address).await;
+        assert!(
+            service_port.is_err(),
+            "the service's own listener is closed while metrics are served"
+        );
 
         let exited = process.exit().await;
         assert_deadline_exit(&exited, signalled, grace);

@@ -19,6 +19,7 @@ use tokio::{
     task::JoinHandle,
 };
 
+// Two lines: as one, the longest project names would make rustfmt wrap it.
 use {{crate_name}}::healthcheck;
 use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
 

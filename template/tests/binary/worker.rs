@@ -129,14 +129,15 @@ fn sigterm_mid_load_loses_no_accepted_job() {
 }
 
 /// The queue series after a flood (capacity 64, 2 workers busy with long
-/// jobs) agree with the answers the clients got: the flood outlasts the
-/// workers' first takes, so the queue ends full.
+/// jobs) agree with the answers the clients got.
 fn assert_queue_metrics_match_what_clients_saw(metrics: &str, tally: &Tally) {
     assert_eq!(count(metrics, "nebula_job_queue_capacity"), 64);
-    assert_eq!(
-        count(metrics, "nebula_job_queue_depth"),
-        64,
-        "the queue is full"
+    // Each busy worker took one accepted job out of the queue.
+    let waiting = count(metrics, "nebula_job_queue_depth");
+    let accepted = u64::try_from(tally.accepted.len()).unwrap();
+    assert!(
+        waiting <= 64 && waiting <= accepted && waiting + 2 >= accepted,
+        "queue depth {waiting}: the {accepted} accepted jobs less the (up to 2) started"
     );
     let refused = series("nebula_jobs_refused_total", &[("reason", "full")]);
     assert_eq!(

@@ -10,6 +10,8 @@ pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
         .iter()
         .map(|(label, value)| format!("{label}=\"{value}\""))
         .collect();
+    // The braces go in as arguments: doubled in the format string, they
+    // would be read by the template engine that generated this project.
     format!("{name}{}{}{}", '{', labels.join(","), '}')
 }
 
