@@ -9,6 +9,9 @@
 //!    short margin to record that, and the service returns.
 //!
 //! A forced shutdown (second signal) returns at once from any phase.
+//!
+//! The metrics listener is not part of the drain: it serves through every
+//! phase, so the drain can be watched, and stops once the drain is over.
 
 use std::{io, net::SocketAddr, time::Duration};
 
