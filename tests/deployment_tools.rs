@@ -52,7 +52,7 @@ const ACTIONLINT: Tool = Tool {
 };
 const CARGO_DENY: Tool = Tool {
     name: "cargo-deny",
-    install: "cargo install cargo-deny@~0.20 --locked",
+    install: "cargo install cargo-deny@0.20.2 --locked",
 };
 
 /// Fails the test with the install command when validators are required,
