@@ -13,6 +13,7 @@ use axum::{
     response::Response,
 };
 use futures_util::FutureExt;
+use metrics::SharedString;
 use tokio::{sync::Semaphore, time::Instant};
 use tracing::{Instrument, field};
 
@@ -55,11 +56,13 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
     let method = method_label(request.method());
     // The route as the router declares it (a path parameter stays `{id}`),
     // never the path itself: one series per route, not one per id a client
-    // makes up.
+    // makes up. Shared, so the two series below take it without copying.
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+        .map_or(SharedString::const_str("unmatched"), |path| {
+            SharedString::from(Arc::<str>::from(path.as_str()))
+        });
 
     let span = tracing::info_span!(
         "http.request",
