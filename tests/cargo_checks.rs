@@ -15,7 +15,10 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use common::{Generated, cargo_step, note, prepare_dependencies};
+use common::{
+    Generated, POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env, note,
+    prepare_dependencies,
+};
 
 /// The longest project name `hooks/init.rhai` accepts (40 characters), so
 /// that every generated line holding the name is checked against rustfmt's
@@ -32,7 +35,8 @@ fn longest_name(service_type: &str) -> String {
 /// Generates `service_type` with the library and runs the four checks in
 /// order; the first failing one fails the test with its output. The
 /// generated tests' `summary:` lines (SIGTERM under load, overload, faults)
-/// are printed.
+/// are printed. `cargo test` gets a throwaway PostgreSQL server's admin URL
+/// in `NEBULA_TEST_POSTGRES_URL` (see [`TestPostgres::for_generated_tests`]).
 fn passes_cargo_checks(service_type: &'static str) {
     let _one_at_a_time = one_at_a_time();
     let generated = Generated::named(&longest_name(service_type), service_type);
@@ -45,11 +49,19 @@ fn passes_cargo_checks(service_type: &'static str) {
         project,
         &[&["build", "--all-targets"], locked].concat(),
     );
-    let tests = cargo_step(
+    // A PostgreSQL server of its own for the generated tests, only while they
+    // run; without one they skip their PostgreSQL tests.
+    let postgres = TestPostgres::for_generated_tests(service_type);
+    let postgres_env = postgres
+        .as_ref()
+        .map(|server| (POSTGRES_URL_VAR, server.url()));
+    let tests = cargo_step_with_env(
         service_type,
         project,
         &[&["test"], locked, &["--", "--show-output"]].concat(),
+        postgres_env.as_slice(),
     );
+    drop(postgres);
     for line in String::from_utf8_lossy(&tests.stdout).lines() {
         if line.starts_with("summary:") {
             note(&format!("[{service_type}] {line}"));

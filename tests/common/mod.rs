@@ -15,7 +15,7 @@ use std::{
     fs,
     io::{self, Write as _},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     sync::{Mutex, Once, PoisonError},
     time::Instant,
 };
@@ -29,6 +29,11 @@ pub const SERVICE_TYPES: [&str; 3] = ["api", "worker", "scheduler"];
 /// Set to `1` (CI does) to fail, instead of skip, the tests that need the
 /// `cargo-generate` binary when it is not installed.
 pub const REQUIRE_CLI_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_CLI";
+
+/// Whether `var` is `1`: a tool the harness would skip without is required.
+fn is_required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|value| value == "1")
+}
 
 /// Lines of captured output shown when a command fails.
 const TAIL_LINES: usize = 80;
@@ -308,9 +313,8 @@ pub fn cli_version(skipped_test: &str) -> Option<String> {
             Some(format!("cargo-generate {version}"))
         }
         _ => {
-            let required = std::env::var(REQUIRE_CLI_VAR).is_ok_and(|value| value == "1");
             assert!(
-                !required,
+                !is_required(REQUIRE_CLI_VAR),
                 "`cargo generate` is not installed, and {REQUIRE_CLI_VAR}=1 requires it. \
                  Install it with: cargo install cargo-generate@~0.23 --locked"
             );
@@ -407,13 +411,33 @@ fn template_source_snapshot(scratch: &Scratch) -> PathBuf {
 /// its duration, and panics with the command, the service type and the tail
 /// of its output when it fails.
 pub fn cargo_step(service_type: &str, project: &Path, args: &[&str]) -> Output {
+    cargo_step_with_env(service_type, project, args, &[])
+}
+
+/// [`cargo_step`] with the `(name, value)` pairs of `env` added to cargo's
+/// environment; the notes and the failure message show them before the
+/// command. [`POSTGRES_URL_VAR`] reaches cargo only through `env`: one set in
+/// the developer's shell is removed, so the generated tests use the server
+/// the harness started or none.
+pub fn cargo_step_with_env(
+    service_type: &str,
+    project: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut command = Command::new("cargo");
     command
         .args(args)
         .current_dir(project)
         .env("CARGO_TARGET_DIR", shared_target_dir())
-        .env("CARGO_TERM_COLOR", "never");
-    let shown = describe(&command);
+        .env("CARGO_TERM_COLOR", "never")
+        .env_remove(POSTGRES_URL_VAR)
+        .envs(env.iter().copied());
+    let shown: String = env
+        .iter()
+        .map(|(name, value)| format!("{name}={value} "))
+        .chain([describe(&command)])
+        .collect();
     note(&format!("[{service_type}] {shown} ..."));
     let started = Instant::now();
     let output = command
@@ -663,6 +687,288 @@ pub fn prepare_dependencies(service_type: &str, project: &Path) -> &'static [&'s
             let _ = fs::remove_file(&lock);
             cargo_step(service_type, project, &["update", "--quiet"]);
             &[]
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A throwaway PostgreSQL server for the generated projects' tests
+// ---------------------------------------------------------------------------
+
+/// The generated projects' tests read the admin URL of a PostgreSQL server
+/// from this variable (each test creates its own database in it) and skip
+/// their PostgreSQL tests without it.
+pub const POSTGRES_URL_VAR: &str = "NEBULA_TEST_POSTGRES_URL";
+
+/// Set to `1` (CI does) to fail, instead of skip, when no PostgreSQL server
+/// can be started for the generated projects' tests.
+pub const REQUIRE_POSTGRES_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_POSTGRES";
+
+/// The system user that runs the server when the harness runs as root:
+/// `initdb` refuses to run as root.
+const POSTGRES_USER: &str = "postgres";
+
+/// How many free ports are tried when another process takes the one found
+/// free before the server binds it.
+const POSTGRES_PORT_ATTEMPTS: usize = 5;
+
+/// Why no server could be started.
+#[derive(Debug)]
+pub enum PostgresUnavailable {
+    /// `initdb`, `pg_ctl` and `postgres` are neither on `PATH` nor in
+    /// `/usr/lib/postgresql/*/bin`.
+    Missing,
+    /// They are, but the server did not start: why.
+    Failed(String),
+}
+
+/// The PostgreSQL programs, and whether they run as [`POSTGRES_USER`].
+struct PostgresTools {
+    bin: PathBuf,
+    as_postgres_user: bool,
+}
+
+impl PostgresTools {
+    /// The first folder on `PATH`, then in `/usr/lib/postgresql/*/bin`
+    /// (newest major version first), holding `initdb`, `pg_ctl` and
+    /// `postgres`.
+    fn find() -> Option<PathBuf> {
+        let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).collect())
+            .unwrap_or_default();
+        let mut installed: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .collect();
+        let major = |bin: &PathBuf| -> u32 {
+            bin.parent()
+                .and_then(Path::file_name)
+                .and_then(OsStr::to_str)
+                .and_then(|version| version.split('.').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        installed.sort_by_key(|bin| std::cmp::Reverse(major(bin)));
+        on_path.into_iter().chain(installed).find(|bin| {
+            ["initdb", "pg_ctl", "postgres"]
+                .iter()
+                .all(|program| bin.join(program).is_file())
+        })
+    }
+
+    /// `program` from [`Self::bin`], through `runuser -u postgres --` when
+    /// running as root; stdin closed.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let mut command = if self.as_postgres_user {
+            let mut command = Command::new("runuser");
+            command.args(["-u", POSTGRES_USER, "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        };
+        command.stdin(Stdio::null());
+        command
+    }
+}
+
+/// Runs `command` to completion; on failure, the command, its exit status
+/// and the tail of its output.
+fn run_quietly(command: &mut Command) -> Result<(), String> {
+    let shown = describe(command);
+    match command.output() {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(format!(
+            "`{shown}` failed ({})\n{}",
+            output.status,
+            output_tail(&output)
+        )),
+        Err(error) => Err(format!("cannot run `{shown}`: {error}")),
+    }
+}
+
+/// Whether this process runs as root (`id -u` is 0).
+fn running_as_root() -> Result<bool, String> {
+    let output = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|error| format!("cannot run `id -u`: {error}"))?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// A loopback port nothing listens on right now.
+fn free_loopback_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|error| format!("cannot find a free loopback port: {error}"))
+}
+
+/// A PostgreSQL server of its own: a fresh data folder in a temporary folder,
+/// trust authentication, listening on a free loopback port (and a Unix
+/// socket in the same temporary folder), durability off for speed. Stopped
+/// (`pg_ctl -m immediate stop`) and deleted on drop, a panicking test's
+/// unwind included; a test process killed outright leaves it running.
+pub struct TestPostgres {
+    tools: PostgresTools,
+    data: PathBuf,
+    url: String,
+    /// Deleted after [`Drop::drop`] stopped the server.
+    dir: TempDir,
+}
+
+impl TestPostgres {
+    /// A server for the tests of `service_type`'s generated project, or
+    /// `None` after a note that its PostgreSQL tests are skipped, when
+    /// PostgreSQL is not installed or does not start. With
+    /// `NEBULA_TEMPLATE_REQUIRE_POSTGRES=1` that panics instead.
+    pub fn for_generated_tests(service_type: &str) -> Option<Self> {
+        let why = match Self::start() {
+            Ok(server) => {
+                note(&format!(
+                    "[{service_type}] PostgreSQL test server started: {}",
+                    server.url
+                ));
+                return Some(server);
+            }
+            Err(PostgresUnavailable::Missing) => "PostgreSQL is not installed (no initdb, \
+                pg_ctl and postgres on PATH or in /usr/lib/postgresql/*/bin); install it with \
+                `apt-get install postgresql`"
+                .to_owned(),
+            Err(PostgresUnavailable::Failed(reason)) => {
+                format!("the PostgreSQL test server did not start: {reason}")
+            }
+        };
+        assert!(
+            !is_required(REQUIRE_POSTGRES_VAR),
+            "[{service_type}] {REQUIRE_POSTGRES_VAR}=1 requires a PostgreSQL server for the \
+             generated project's tests, and {why}"
+        );
+        note(&format!(
+            "NOTE: [{service_type}] the generated project's PostgreSQL tests are skipped: {why} \
+             ({REQUIRE_POSTGRES_VAR}=1 turns this skip into a failure)"
+        ));
+        None
+    }
+
+    /// Creates and starts a server.
+    pub fn start() -> Result<Self, PostgresUnavailable> {
+        let bin = PostgresTools::find().ok_or(PostgresUnavailable::Missing)?;
+        Self::start_with(bin).map_err(PostgresUnavailable::Failed)
+    }
+
+    fn start_with(bin: PathBuf) -> Result<Self, String> {
+        let tools = PostgresTools {
+            bin,
+            as_postgres_user: running_as_root()?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("nebula-postgres-")
+            .tempdir()
+            .map_err(|error| format!("cannot create a temporary folder: {error}"))?;
+        if tools.as_postgres_user {
+            run_quietly(
+                Command::new("chown")
+                    .arg(format!("{POSTGRES_USER}:"))
+                    .arg(dir.path()),
+            )
+            .map_err(|error| {
+                format!(
+                    "as root, the server runs as the `{POSTGRES_USER}` system user, \
+                     which must own its folder: {error}"
+                )
+            })?;
+            run_quietly(
+                Command::new("runuser")
+                    .args(["-u", POSTGRES_USER, "--", "test", "-w"])
+                    .arg(dir.path()),
+            )
+            .map_err(|_| {
+                format!(
+                    "the `{POSTGRES_USER}` user cannot reach {}: a parent folder is closed \
+                     to it; point TMPDIR to a folder it can traverse",
+                    dir.path().display()
+                )
+            })?;
+        }
+        let data = dir.path().join("data");
+        run_quietly(
+            tools
+                .command("initdb")
+                .args(["-A", "trust", "--no-sync", "-U", POSTGRES_USER])
+                .args(["-E", "UTF8", "--locale=C", "-D"])
+                .arg(&data),
+        )?;
+        let log = dir.path().join("log");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_loopback_port()?;
+            let _ = fs::remove_file(&log);
+            let options = format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -k '{}' -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                dir.path().display()
+            );
+            let started = run_quietly(
+                tools
+                    .command("pg_ctl")
+                    .arg("-w")
+                    .arg("-D")
+                    .arg(&data)
+                    .arg("-l")
+                    .arg(&log)
+                    .args(["-o", &options, "start"]),
+            );
+            match started {
+                Ok(()) => {
+                    return Ok(Self {
+                        tools,
+                        data,
+                        url: format!("postgres://{POSTGRES_USER}@127.0.0.1:{port}/postgres"),
+                        dir,
+                    });
+                }
+                Err(error) => {
+                    let log_text = fs::read_to_string(&log).unwrap_or_default();
+                    if attempt < POSTGRES_PORT_ATTEMPTS
+                        && log_text.contains("Address already in use")
+                    {
+                        continue;
+                    }
+                    return Err(format!("{error}--- server log ---\n{log_text}"));
+                }
+            }
+        }
+    }
+
+    /// The superuser's URL, `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The temporary folder holding the data folder, the log and the socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestPostgres {
+    /// Immediate stop: the data is thrown away, so no checkpoint is needed.
+    /// Never panics, since it also runs while a failing test unwinds.
+    fn drop(&mut self) {
+        let stopped = run_quietly(
+            self.tools
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "-w", "stop"]),
+        );
+        if let Err(error) = stopped {
+            note(&format!(
+                "WARNING: the PostgreSQL test server at {} did not stop: {error}",
+                self.url
+            ));
         }
     }
 }
