@@ -6,10 +6,14 @@
 //! handle they control.
 
 pub mod cli;
+{%- if service_type == "worker" %}
+pub mod database;
+{%- endif %}
 pub mod exit;
 pub mod healthcheck;
 pub mod http;
 pub mod prometheus;
+pub mod readiness;
 pub mod service;
 pub mod settings;
 pub mod shutdown;

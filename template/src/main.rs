@@ -25,6 +25,11 @@ fn main() -> ExitCode {
     if let Err(error) = telemetry::init(&settings.log) {
         return fail(Exit::ConfigError, &error.into());
     }
+{%- if service_type == "worker" %}
+    if let Some(Command::Migrate) = cli.command {
+        return migrate(&settings);
+    }
+{%- endif %}
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,6 +79,23 @@ fn check_health(settings: &Settings) -> ExitCode {
     }
 }
 
+{%- if service_type == "worker" %}
+/// Applies the migrations on a small runtime of its own.
+fn migrate(settings: &Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(Exit::RuntimeFailure, &error.into()),
+    };
+    match runtime.block_on({{crate_name}}::worker::migrate(settings)) {
+        Ok(()) => Exit::Clean.into(),
+        Err(error) => fail(Exit::RuntimeFailure, &error.into()),
+    }
+}
+
+{% endif -%}
 #[expect(
     clippy::print_stdout,
     reason = "--check-config prints the effective settings"

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     exit::Exit,
     http, prometheus,
+    readiness::Readiness,
     settings::{Settings, duration_ms},
     shutdown::Shutdown,
     tasks::{BoxError, Context, TaskFailure, Tasks},
@@ -164,12 +165,14 @@ impl Service {
         let abandon = CancellationToken::new();
         let stop_accepting = CancellationToken::new();
         let mut tasks = Tasks::default();
+        let mut gates = Vec::new();
 
         let routes = crate::{{service_type}}::start(&mut Context {
             settings: &settings,
             draining: draining.clone(),
             abandon: abandon.clone(),
             tasks: &mut tasks,
+            gates: &mut gates,
         })
         .map_err(RunError::Start)?;
         prometheus::describe_service();
@@ -177,7 +180,7 @@ impl Service {
         // Outside the supervised tasks, which the drain waits for: it is
         // stopped below, once the drain has ended.
         let metrics_server = prometheus::MetricsServer::start(metrics_listener, metrics);
-        let app = http::router(routes, &settings, draining);
+        let app = http::router(routes, &settings, Readiness::new(draining, gates));
         let server_stop = stop_accepting.clone();
         tasks.spawn("http server", async move {
             http::serve(listener, app, server_stop)
@@ -344,6 +347,11 @@ mod tests {
         settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.shutdown.readiness_delay_ms = 2_000;
+{%- if service_type == "worker" %}
+        let data = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/jobs.db?mode=rwc", data.path().display());
+        settings.database.url = crate::database::DatabaseUrl::new(url);
+{%- endif %}
         let service = Service::bind(settings).await.unwrap();
         let shutdown = Shutdown::new();
         shutdown.request();

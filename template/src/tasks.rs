@@ -8,7 +8,7 @@ use std::{collections::HashMap, error::Error, future::Future};
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::Settings;
+use crate::{readiness::Gate, settings::Settings};
 
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -80,7 +80,8 @@ impl Tasks {
 }
 
 /// What a service type gets to set itself up: the settings, the two
-/// shutdown tokens, and the task set to run its subsystems in.
+/// shutdown tokens, the task set to run its subsystems in, and the
+/// readiness gates it may add.
 pub struct Context<'a> {
     pub settings: &'a Settings,
     /// Cancelled when the drain starts: stop taking new work, finish the rest.
@@ -89,4 +90,7 @@ pub struct Context<'a> {
     /// and log it as abandoned.
     pub abandon: CancellationToken,
     pub tasks: &'a mut Tasks,
+    /// Conditions `/readyz` waits for besides the drain, such as the
+    /// database answering.
+    pub gates: &'a mut Vec<Gate>,
 }

@@ -17,6 +17,7 @@ use self::deployment::{Dockerfile, configmap_env, container, manifest, pod_env, 
 
 use {{crate_name}}::{
     Settings, healthcheck, http, prometheus,
+    readiness::Readiness,
     service::CANCEL_MARGIN,
     settings::{DEFAULT_PORT, ENV_PREFIX, Overrides},
 };
@@ -121,7 +122,8 @@ async fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves(
     let annotations = &manifest("deployment")["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
 
-    let service = http::router(Router::new(), &pod_settings(), CancellationToken::new());
+    let ready = Readiness::new(CancellationToken::new(), Vec::new());
+    let service = http::router(Router::new(), &pod_settings(), ready);
     let metrics = prometheus::router(prometheus::recorder().unwrap());
     let paths = [
         ("livenessProbe", liveness["path"].clone(), &service),

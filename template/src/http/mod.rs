@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::Settings;
+use crate::{readiness::Readiness, settings::Settings};
 
 pub use self::middleware::Limits;
 
@@ -26,14 +26,14 @@ pub use self::middleware::Limits;
 /// limit and request timeout, plus `/healthz` and `/readyz`, which stay
 /// outside the limit so probes answer even when the service sheds load.
 /// (`/metrics` has a listener of its own: [`crate::prometheus`].)
-pub fn router(service_routes: Router, settings: &Settings, draining: CancellationToken) -> Router {
+pub fn router(service_routes: Router, settings: &Settings, readiness: Readiness) -> Router {
     middleware::describe_metrics();
     let limits = Limits::new(&settings.http, settings.timeouts.default_operation());
     let service_routes = service_routes.layer(from_fn_with_state(limits, middleware::limit));
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
-        .with_state(draining)
+        .with_state(readiness)
         .merge(service_routes)
         .layer(from_fn(middleware::trace))
 }

@@ -1,42 +1,65 @@
 //! Liveness and readiness. Liveness says the process is up and serving;
-//! readiness says it wants new work, and turns to 503 the moment the drain
-//! starts so load balancers stop routing here before the listener closes.
+//! readiness says it wants new work: it turns to 503 the moment the drain
+//! starts, so load balancers stop routing here before the listener closes,
+//! and while a dependency such as the database is unreachable. Neither
+//! probe does any I/O: readiness reads gates that background checks keep.
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
+
+use crate::readiness::{NotReady, Readiness};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub status: &'static str,
+    /// The dependencies readiness is waiting for, when there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<&'static str>,
+}
+
+impl Status {
+    const fn only(status: &'static str) -> Self {
+        Self {
+            status,
+            waiting_for: Vec::new(),
+        }
+    }
 }
 
 pub async fn healthz() -> Json<Status> {
-    Json(Status { status: "ok" })
+    Json(Status::only("ok"))
 }
 
-pub async fn readyz(State(draining): State<CancellationToken>) -> (StatusCode, Json<Status>) {
-    if draining.is_cancelled() {
-        (
+pub async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Status>) {
+    match readiness.check() {
+        Ok(()) => (StatusCode::OK, Json(Status::only("ready"))),
+        Err(NotReady::Draining) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Status { status: "draining" }),
-        )
-    } else {
-        (StatusCode::OK, Json(Status { status: "ready" }))
+            Json(Status::only("draining")),
+        ),
+        Err(NotReady::Waiting(waiting_for)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Status {
+                status: "waiting",
+                waiting_for,
+            }),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use axum::{Router, body::Body, http::Request, routing::get};
+    use tokio_util::sync::CancellationToken;
     use tower::ServiceExt;
 
     use super::*;
+    use crate::readiness::Gate;
 
-    fn app(draining: CancellationToken) -> Router {
+    fn app(readiness: Readiness) -> Router {
         Router::new()
             .route("/readyz", get(readyz))
-            .with_state(draining)
+            .with_state(readiness)
     }
 
     async fn status(app: Router) -> StatusCode {
@@ -47,8 +70,18 @@ mod tests {
     #[tokio::test]
     async fn readiness_turns_503_when_the_drain_starts() {
         let draining = CancellationToken::new();
-        assert_eq!(status(app(draining.clone())).await, StatusCode::OK);
+        let readiness = Readiness::new(draining.clone(), Vec::new());
+        assert_eq!(status(app(readiness.clone())).await, StatusCode::OK);
         draining.cancel();
-        assert_eq!(status(app(draining)).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(app(readiness)).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn readiness_is_503_while_a_gate_is_closed() {
+        let gate = Gate::closed("database");
+        let readiness = Readiness::new(CancellationToken::new(), vec![gate.clone()]);
+        assert_eq!(status(app(readiness.clone())).await, StatusCode::SERVICE_UNAVAILABLE);
+        gate.set(true);
+        assert_eq!(status(app(readiness)).await, StatusCode::OK);
     }
 }

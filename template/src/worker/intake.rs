@@ -1,22 +1,46 @@
-//! `POST /jobs`: validates a job, queues it, and answers 202 with its id, or
-//! 503 with `Retry-After` when the queue is full or the service is draining.
+//! `POST /jobs` commits a job and answers 202 with its id; `GET /jobs/{id}`
+//! reports a job's state.
+//!
+//! Answers of `POST /jobs`:
+//! - 202 `{"id": ...}` once the job is committed. With an `Idempotency-Key`
+//!   header, a repeat of a key answers 202 with the first job's id and
+//!   creates nothing (keys are remembered as long as the job is kept:
+//!   `worker.retention_ms` after it finished);
+//! - 503 with `Retry-After` when the service is draining, the database is
+//!   unavailable or slow, or the queue holds `worker.queue_capacity` jobs;
+//! - 422 for a job that does not validate, 400 for a bad `Idempotency-Key`.
 
 use axum::{
     Json, Router,
-    extract::{State, rejection::JsonRejection},
-    http::StatusCode,
+    extract::{Path, State, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
 };
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
-use super::{Job, JobId, JobQueue, JobRequest, Refused};
-use crate::http::{error_response, unavailable};
+use super::{
+    Backlog, JOBS_REFUSED, JobId, JobRequest, NewJob, Store,
+    commit::{Committer, NotCommitted},
+};
+use crate::{
+    http::{error_response, unavailable},
+    readiness::Gate,
+};
+
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 #[derive(Clone)]
-struct Intake {
-    queue: JobQueue,
-    retry_after_secs: u64,
+pub struct Intake {
+    pub committer: Committer,
+    pub store: Store,
+    pub backlog: Backlog,
+    /// Open while the database answers.
+    pub gate: Gate,
+    pub draining: CancellationToken,
+    pub retry_after_secs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -24,17 +48,23 @@ struct Accepted {
     id: JobId,
 }
 
-pub fn routes(queue: JobQueue, retry_after_secs: u64) -> Router {
+pub fn routes(intake: Intake) -> Router {
     Router::new()
         .route("/jobs", post(submit))
-        .with_state(Intake {
-            queue,
-            retry_after_secs,
-        })
+        .route("/jobs/{id}", get(status))
+        .with_state(intake)
+}
+
+impl Intake {
+    fn refuse(&self, reason: &'static str, message: &str) -> Response {
+        metrics::counter!(JOBS_REFUSED, "reason" => reason).increment(1);
+        unavailable(self.retry_after_secs, message)
+    }
 }
 
 async fn submit(
     State(intake): State<Intake>,
+    headers: HeaderMap,
     body: Result<Json<JobRequest>, JsonRejection>,
 ) -> Response {
     let request = match body {
@@ -44,26 +74,79 @@ async fn submit(
     if let Err(message) = request.validate() {
         return error_response(StatusCode::UNPROCESSABLE_ENTITY, message);
     }
-    let job = Job::new(request);
-    let id = job.id;
-    match intake.queue.offer(job) {
-        Ok(()) => {
+    let idempotency_key = match idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+    };
+    if intake.draining.is_cancelled() {
+        return intake.refuse(
+            "draining",
+            "the service is shutting down and takes no new jobs",
+        );
+    }
+    if !intake.gate.is_open() {
+        return intake.refuse("database", "the job store is unavailable, retry later");
+    }
+    if !intake.backlog.has_room() {
+        tracing::debug!(
+            queue.capacity = intake.backlog.capacity(),
+            "job refused, queue full"
+        );
+        return intake.refuse("full", "the job queue is full, retry later");
+    }
+    let job = NewJob {
+        id: JobId::new(),
+        idempotency_key,
+        request,
+    };
+    match intake.committer.commit(job).await {
+        Ok(id) => {
             tracing::debug!(job.id = %id, "job accepted");
             (StatusCode::ACCEPTED, Json(Accepted { id })).into_response()
         }
-        Err(Refused::Full) => {
-            tracing::debug!(
-                queue.capacity = intake.queue.capacity(),
-                "job refused, queue full"
-            );
-            unavailable(
-                intake.retry_after_secs,
-                "the job queue is full, retry later",
-            )
+        Err(NotCommitted::Busy) => {
+            intake.refuse("busy", "too many jobs are waiting to be stored, retry later")
         }
-        Err(Refused::Draining) => unavailable(
+        Err(NotCommitted::Database { transient: true }) => {
+            intake.refuse("database", "the job store is unavailable, retry later")
+        }
+        Err(NotCommitted::Database { transient: false }) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the job could not be stored",
+        ),
+    }
+}
+
+/// The optional `Idempotency-Key` header: printable ASCII, at most
+/// [`MAX_IDEMPOTENCY_KEY`] characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        )),
+    }
+}
+
+async fn status(State(intake): State<Intake>, Path(id): Path<String>) -> Response {
+    if id.parse::<JobId>().is_err() {
+        return error_response(StatusCode::NOT_FOUND, "no such job");
+    }
+    match intake.store.status(&id).await {
+        Ok(Some(status)) => Json(status).into_response(),
+        Ok(None) => error_response(StatusCode::NOT_FOUND, "no such job"),
+        Err(error) if error.is_transient() => unavailable(
             intake.retry_after_secs,
-            "the service is shutting down and takes no new jobs",
+            "the job store is unavailable, retry later",
+        ),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the job could not be read",
         ),
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! Replace [`Job::run_attempt`] with your own job's work.
 
-use std::{fmt, time::Duration};
+use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -25,8 +25,23 @@ pub const MAX_CPU_ROUNDS: u32 = 100_000_000;
 pub struct JobId(Uuid);
 
 impl JobId {
-    fn new() -> Self {
+    #[must_use]
+    pub fn new() -> Self {
         Self(Uuid::new_v4())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FromStr for JobId {
+    type Err = uuid::Error;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(text).map(Self)
     }
 }
 
@@ -63,7 +78,7 @@ impl JobRequest {
     }
 }
 
-/// An accepted job.
+/// A job being run: its id and what it was asked to do.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: JobId,
@@ -80,14 +95,6 @@ pub enum JobError {
 }
 
 impl Job {
-    #[must_use]
-    pub fn new(request: JobRequest) -> Self {
-        Self {
-            id: JobId::new(),
-            request,
-        }
-    }
-
     /// Runs one attempt (numbered from 1).
     ///
     /// # Errors
@@ -125,14 +132,13 @@ fn cpu_step(rounds: u32) -> u64 {
     })
 }
 
-/// How a job ended.
+/// How a job ended; recorded once per job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Succeeded,
-    /// Every attempt failed, timed out or panicked.
+    /// Every attempt failed, timed out or panicked, or the job was rescued
+    /// too often.
     Failed,
-    /// The drain deadline passed before the job could finish.
-    Abandoned,
 }
 
 impl Outcome {
@@ -141,7 +147,6 @@ impl Outcome {
         match self {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
-            Self::Abandoned => "abandoned",
         }
     }
 }

@@ -1,39 +1,53 @@
-//! The `worker` service type: jobs come in over HTTP, wait in a bounded
-//! queue, and a pool of workers runs them with a timeout per attempt and
-//! retries with exponential backoff.
+//! The `worker` service type: jobs come in over HTTP, are committed to the
+//! database before they are acknowledged, and workers on any replica claim
+//! them with a lease, run them, and record one outcome under a fencing
+//! token.
 //!
 //! Guarantees, and their limits:
-//! - `POST /jobs` answers 202 only once the job is in the queue; when the
-//!   queue is full, or the service is draining, it answers 503 with
-//!   `Retry-After` and the job was not taken.
-//! - Every accepted job ends in exactly one `job finished` event, with
-//!   `job.id` and `outcome` (`succeeded`, `failed` or `abandoned`).
-//! - On shutdown intake closes first, then every queued job is still run
-//!   within the drain grace; jobs left at the deadline are logged as
-//!   `abandoned`.
-//! - The queue lives in memory: a crash or SIGKILL loses the jobs in it.
-//!   Put a durable queue in front when that is not acceptable.
+//! - `POST /jobs` answers 202 only once the job is committed: a crash, an
+//!   OOM kill or a lost node after that does not lose it. Concurrent
+//!   requests share one commit ([`commit`]).
+//! - Execution is at least once: a worker that dies or loses its lease
+//!   mid-job leaves the job to be rescued and run again, so job code must
+//!   be idempotent, keyed on the job id.
+//! - Each accepted job gets exactly one recorded outcome, across restarts
+//!   and replicas: the `job finished` event (with `job.id` and `outcome`,
+//!   `succeeded` or `failed`) is logged only by the write that recorded it.
+//! - On shutdown the workers stop claiming; running jobs get the drain
+//!   grace, and at the deadline they are cancelled and released to the
+//!   queue, their attempt not counted. Queued jobs wait in the database for
+//!   the next start or another replica.
 //!
 //! Metrics: the series named below, described in [`describe_metrics`].
 
+mod attempt;
 mod backoff;
+mod commit;
+mod dispatch;
 mod intake;
 mod job;
-mod pool;
-mod queue;
+mod lease;
+mod listen;
+mod maintenance;
+pub mod store;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 pub use self::{
+    attempt::{Next, RetryPolicy, run_attempt},
     backoff::Backoff,
-    job::{Job, JobId, JobRequest, Outcome},
-    pool::RetryPolicy,
-    queue::{JobQueue, JobSource, Refused},
+    commit::Backlog,
+    job::{Job, JobId, JobRequest},
+    lease::{LeaseLost, keep_lease},
+    store::{Claimed, JobStatus, NewJob, Store},
 };
 use crate::{
+    database::{self, Database},
+    readiness::Gate,
     settings::Problems,
     tasks::{BoxError, Context},
 };
@@ -42,9 +56,9 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Jobs processed at once.
+    /// Jobs this replica runs at once.
     pub workers: usize,
-    /// Jobs accepted but not yet started; more are refused with 503.
+    /// Jobs waiting across every replica; more are refused with 503.
     pub queue_capacity: usize,
     /// Attempts per job, the first included.
     pub max_attempts: u32,
@@ -52,6 +66,18 @@ pub struct Settings {
     pub backoff_initial_ms: u64,
     /// Longest wait between two attempts.
     pub backoff_max_ms: u64,
+    /// How long a claim holds a job without a heartbeat.
+    pub lease_ms: u64,
+    /// How often a running job's lease is extended.
+    pub heartbeat_ms: u64,
+    /// How often idle workers look for due jobs when nothing woke them.
+    pub poll_interval_ms: u64,
+    /// How often expired leases are looked for.
+    pub rescue_interval_ms: u64,
+    /// Rescues after which a job fails instead of running again.
+    pub max_rescues: u32,
+    /// How long finished jobs (and their idempotency keys) are kept.
+    pub retention_ms: u64,
 }
 
 impl Default for Settings {
@@ -62,6 +88,12 @@ impl Default for Settings {
             max_attempts: 5,
             backoff_initial_ms: 100,
             backoff_max_ms: 10_000,
+            lease_ms: 30_000,
+            heartbeat_ms: 10_000,
+            poll_interval_ms: 1_000,
+            rescue_interval_ms: 5_000,
+            max_rescues: 3,
+            retention_ms: 7 * 24 * 60 * 60 * 1_000,
         }
     }
 }
@@ -83,6 +115,19 @@ impl Settings {
                 ),
             );
         }
+        problems.require_positive("worker.heartbeat_ms", self.heartbeat_ms);
+        if self.lease_ms < self.heartbeat_ms.saturating_mul(3) {
+            problems.add(
+                "worker.lease_ms",
+                format!(
+                    "must be at least 3 times worker.heartbeat_ms ({} ms), so that one late heartbeat does not lose the lease",
+                    self.heartbeat_ms
+                ),
+            );
+        }
+        problems.require_positive("worker.poll_interval_ms", self.poll_interval_ms);
+        problems.require_positive("worker.rescue_interval_ms", self.rescue_interval_ms);
+        problems.require_positive("worker.retention_ms", self.retention_ms);
     }
 
     fn backoff(&self) -> Backoff {
@@ -91,31 +136,46 @@ impl Settings {
             Duration::from_millis(self.backoff_max_ms),
         )
     }
+
+    #[must_use]
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    #[must_use]
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
 }
 
-/// Counter of jobs finished, by `outcome`.
+/// Counter of jobs finished, by `outcome` (`succeeded`, `failed`).
 pub const JOBS: &str = "nebula_jobs_total";
-/// Histogram of the time from a job's start to its outcome, by `outcome`.
+/// Histogram of the time from a job's acceptance to its outcome, by `outcome`.
 pub const JOB_DURATION: &str = "nebula_job_duration_seconds";
 /// Counter of failed attempts, by `kind` (`error`, `panic`, `timeout`).
 pub const JOB_ATTEMPT_FAILURES: &str = "nebula_job_attempt_failures_total";
-/// Counter of jobs refused at intake, by `reason` (`full`, `draining`).
+/// Counter of jobs refused at intake, by `reason`.
 pub const JOBS_REFUSED: &str = "nebula_jobs_refused_total";
-/// Gauge of the jobs accepted and not yet started.
+/// Counter of jobs claimed by this replica.
+pub const JOBS_CLAIMED: &str = "nebula_jobs_claimed_total";
+/// Counter of attempts cancelled because their lease was lost.
+pub const LEASE_LOSSES: &str = "nebula_job_lease_losses_total";
+/// Counter of expired leases taken back, by `result` (`queued`, `failed`).
+pub const RESCUES: &str = "nebula_job_rescues_total";
+/// Counter of running jobs given back to the queue at the drain deadline.
+pub const JOBS_RELEASED: &str = "nebula_jobs_released_total";
+/// Gauge of the jobs waiting in the database, across every replica.
 pub const QUEUE_DEPTH: &str = "nebula_job_queue_depth";
-/// Gauge of the most jobs the queue holds (`worker.queue_capacity`).
+/// Gauge of the most jobs that may wait (`worker.queue_capacity`).
 pub const QUEUE_CAPACITY: &str = "nebula_job_queue_capacity";
 
 /// Describes the worker's series for `/metrics`.
 pub fn describe_metrics() {
-    metrics::describe_counter!(
-        JOBS,
-        "Jobs finished, by outcome: succeeded, failed or abandoned"
-    );
+    metrics::describe_counter!(JOBS, "Jobs finished, by outcome: succeeded or failed");
     metrics::describe_histogram!(
         JOB_DURATION,
         metrics::Unit::Seconds,
-        "Time from a job's start to its outcome, retries included, by outcome"
+        "Time from a job's acceptance to its recorded outcome, by outcome"
     );
     metrics::describe_counter!(
         JOB_ATTEMPT_FAILURES,
@@ -123,38 +183,143 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         JOBS_REFUSED,
-        "Jobs refused at intake with 503, by reason: full or draining"
+        "Jobs refused at intake with 503, by reason: full, draining, busy or database"
     );
-    metrics::describe_gauge!(QUEUE_DEPTH, "Jobs accepted and not yet started");
-    metrics::describe_gauge!(QUEUE_CAPACITY, "Most jobs the queue holds");
+    metrics::describe_counter!(JOBS_CLAIMED, "Jobs claimed by this replica");
+    metrics::describe_counter!(
+        LEASE_LOSSES,
+        "Attempts cancelled because their lease was lost; nothing was recorded"
+    );
+    metrics::describe_counter!(
+        RESCUES,
+        "Expired leases taken back, by result: queued again or failed"
+    );
+    metrics::describe_counter!(
+        JOBS_RELEASED,
+        "Running jobs given back to the queue at the drain deadline"
+    );
+    metrics::describe_gauge!(
+        QUEUE_DEPTH,
+        "Jobs waiting in the database across every replica, refreshed every second"
+    );
+    metrics::describe_gauge!(QUEUE_CAPACITY, "Most jobs that may wait");
 }
 
-/// Creates the queue, starts the workers and returns the intake routes.
+/// Why the `migrate` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Open(#[from] database::OpenError),
+    #[error(transparent)]
+    Migrate(#[from] database::MigrationError),
+}
+
+/// The `migrate` command: applies the worker's migrations and returns.
 ///
 /// # Errors
-/// Never, today; the signature matches the other service types.
+/// When the database cannot be opened or migrated.
+pub async fn migrate(settings: &crate::Settings) -> Result<(), MigrateError> {
+    let database = Database::open(&settings.database, settings.timeouts.database())?;
+    database::migrate(&database, store::MIGRATIONS).await?;
+    tracing::info!(database.url = %settings.database.url, "database migrated");
+    Ok(())
+}
+
+/// Opens the database, starts its supervisor, the intake writer, the
+/// dispatcher and the maintenance tasks, and returns the job routes.
+///
+/// # Errors
+/// When the database URL is unusable or its data folder cannot be made.
 pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
-    let settings = &context.settings.worker;
+    let settings = context.settings;
     describe_metrics();
-    let (queue, source) = queue::bounded(settings.queue_capacity, context.draining.clone());
-    let policy = RetryPolicy {
-        max_attempts: settings.max_attempts,
-        attempt_timeout: context.settings.timeouts.default_operation(),
-        backoff: settings.backoff(),
-    };
-    for _ in 0..settings.workers {
-        let worker = pool::Worker {
-            source: source.clone(),
-            policy: policy.clone(),
+    let database = Database::open(&settings.database, settings.timeouts.database())?;
+    let store = Store::new(database.clone());
+    let gate = Gate::closed("database");
+    context.gates.push(gate.clone());
+    let connected = database::Connected::default();
+    let wake = Arc::new(Notify::new());
+    let backlog = Backlog::new(settings.worker.queue_capacity);
+
+    context.tasks.spawn(
+        "database",
+        database::supervise(
+            database::Supervised {
+                database: database.clone(),
+                migrations: store::MIGRATIONS,
+                migrate_on_start: settings.database.migrate_on_start,
+                health_check_interval: Duration::from_millis(
+                    settings.database.health_check_interval_ms,
+                ),
+                gate: gate.clone(),
+                connected: connected.clone(),
+            },
+            context.draining.clone(),
+        ),
+    );
+    let (committer, writer) = commit::channel(
+        store.clone(),
+        settings.http.max_concurrent_requests,
+        backlog.clone(),
+        wake.clone(),
+    );
+    context.tasks.spawn("job intake writer", async move {
+        writer.run().await;
+        Ok(())
+    });
+    let dispatcher = dispatch::Dispatcher {
+        store: store.clone(),
+        workers: settings.worker.workers,
+        poll_interval: Duration::from_millis(settings.worker.poll_interval_ms),
+        runner: dispatch::Runner {
+            store: store.clone(),
+            policy: RetryPolicy {
+                max_attempts: settings.worker.max_attempts,
+                attempt_timeout: settings.timeouts.default_operation(),
+                backoff: settings.worker.backoff(),
+            },
+            lease: settings.worker.lease(),
+            heartbeat: settings.worker.heartbeat(),
             abandon: context.abandon.clone(),
-        };
-        context.tasks.spawn("worker", async move {
-            worker.run().await;
+        },
+        wake: wake.clone(),
+        backlog: backlog.clone(),
+        connected: connected.clone(),
+        draining: context.draining.clone(),
+    };
+    context
+        .tasks
+        .spawn("worker dispatcher", async move {
+            dispatcher.run().await;
             Ok(())
         });
+    let maintenance = maintenance::Maintenance {
+        store: store.clone(),
+        backlog: backlog.clone(),
+        rescue_interval: Duration::from_millis(settings.worker.rescue_interval_ms),
+        retention: Duration::from_millis(settings.worker.retention_ms),
+        max_rescues: settings.worker.max_rescues,
+        max_attempts: settings.worker.max_attempts,
+        wake: wake.clone(),
+        connected: connected.clone(),
+    };
+    context.tasks.spawn(
+        "job maintenance",
+        maintenance.run(context.draining.clone()),
+    );
+    if database.backend() == database::Backend::Postgres {
+        let url = settings.database.url.clone();
+        context.tasks.spawn(
+            "job listener",
+            listen::forward_notifications(url, wake, context.draining.clone()),
+        );
     }
-    Ok(intake::routes(
-        queue,
-        context.settings.http.retry_after_secs,
-    ))
+    Ok(intake::routes(intake::Intake {
+        committer,
+        store,
+        backlog,
+        gate,
+        draining: context.draining.clone(),
+        retry_after_secs: settings.http.retry_after_secs,
+    }))
 }

@@ -14,6 +14,10 @@ mod load;
 mod metrics_text;
 mod shutdown;
 mod support;
+{%- if service_type == "worker" %}
+#[path = "../shared/test_database.rs"]
+mod test_database;
+{%- endif %}
 
 /// This service type under load, overload and shutdown.
 mod {{service_type}};

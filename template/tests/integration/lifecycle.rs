@@ -10,7 +10,7 @@ use crate::{
     support::{Answer, Logs, answer, settings, start},
 };
 
-use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http};
+use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http, readiness::Readiness};
 
 #[tokio::test]
 async fn probes_answer_while_running() {
@@ -186,7 +186,8 @@ async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_
             empty[1].to_string()
         }),
     );
-    let app = http::router(routes, &Settings::default(), CancellationToken::new());
+    let ready = Readiness::new(CancellationToken::new(), Vec::new());
+    let app = http::router(routes, &Settings::default(), ready);
     let request = || {
         Request::get("/boom")
             .header("x-request-id", "req-42")

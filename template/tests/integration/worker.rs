@@ -1,12 +1,61 @@
-//! The `worker` type: intake, the bounded queue, retries, and the drain.
+//! The `worker` type in-process, on SQLite and (when a server is given) on
+//! PostgreSQL: intake commits before it answers, idempotency keys, the
+//! bounded queue, durable retries, the fence, the drain, and a database
+//! that is locked or away.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+use tokio::time::Instant;
 
-use crate::support::{Answer, Logs, Running, answer, eventually, settings, start};
+use crate::{
+    support::{Answer, Logs, Running, answer, eventually, settings, start, start_unready},
+    test_database::{Engine, TestDatabase},
+};
 
-use {{crate_name}}::Stopped;
+use {{crate_name}}::{Settings, Stopped, database::DatabaseUrl};
+
+/// Runs an `async fn(Engine)` scenario as two tests, `sqlite` and
+/// `postgres`; the second is skipped, with a note, without a server.
+macro_rules! on_both_engines {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use crate::test_database::Engine;
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario(Engine::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$scenario(Engine::Postgres).await;
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    accepted_jobs_run_and_finish_exactly_once,
+    failed_attempts_are_retried_from_the_database,
+    a_repeated_idempotency_key_creates_no_second_job,
+    a_full_queue_refuses_jobs_with_503,
+    the_drain_leaves_queued_jobs_for_the_next_start,
+    jobs_cut_at_the_deadline_are_released_without_counting_the_attempt,
+    a_rescued_job_is_fenced_off_from_its_first_worker,
+    a_held_lock_fails_intake_at_the_database_timeout,
+);
+
+/// Settings for `database`, with short waits so that tests are quick.
+fn on(database: &TestDatabase) -> Settings {
+    let mut settings = settings();
+    settings.database.url = database.url.clone();
+    settings.worker.poll_interval_ms = 20;
+    settings.worker.backoff_initial_ms = 1;
+    settings.worker.backoff_max_ms = 10;
+    settings
+}
 
 /// Submits a job; returns its id when accepted, or the refusal.
 async fn submit(service: &Running, job: &Value) -> Result<String, Answer> {
@@ -17,6 +66,22 @@ async fn submit(service: &Running, job: &Value) -> Result<String, Answer> {
         }
         other => Err(answer(other)),
     }
+}
+
+/// `GET /jobs/{id}`.
+async fn status(service: &Running, id: &str) -> Value {
+    let response = service.get(&format!("/jobs/{id}")).await.unwrap();
+    assert_eq!(response.status(), 200, "GET /jobs/{id}");
+    response.json().await.unwrap()
+}
+
+/// Waits until job `id` is in `state`; returns its status.
+async fn until_state(service: &Running, id: &str, state: &str) -> Value {
+    eventually(&format!("job {id} to be {state}"), || async {
+        let status = status(service, id).await;
+        (status["state"] == state).then_some(status)
+    })
+    .await
 }
 
 /// `job finished` events by job id, with their outcome.
@@ -32,73 +97,256 @@ fn finished(logs: &Logs) -> HashMap<String, Vec<String>> {
     outcomes
 }
 
-fn assert_each_finished_once(logs: &Logs, accepted: &[String], outcome: &str) {
-    let finished = finished(logs);
-    for id in accepted {
-        assert_eq!(
-            finished.get(id).map(Vec::as_slice),
-            Some([outcome.to_owned()].as_slice()),
-            "job {id} should finish exactly once as {outcome}; all: {finished:?}"
-        );
-    }
-    assert_eq!(
-        finished.len(),
-        accepted.len(),
-        "no job finishes that was not accepted"
-    );
-}
-
-#[tokio::test]
-async fn accepted_jobs_run_and_finish_exactly_once() {
+async fn accepted_jobs_run_and_finish_exactly_once(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "accepted_jobs_run").await else {
+        return;
+    };
     let (logs, _guard) = Logs::capture();
-    let service = start(settings()).await;
+    let service = start(on(&database)).await;
 
     let mut accepted = Vec::new();
     for _ in 0..5 {
-        accepted.push(
-            submit(&service, &json!({"cpu_rounds": 1000}))
-                .await
-                .unwrap(),
-        );
+        accepted.push(submit(&service, &json!({"cpu_rounds": 1000})).await.unwrap());
     }
-    eventually("5 jobs to finish", || async {
-        (finished(&logs).len() == 5).then_some(())
-    })
-    .await;
-
+    for id in &accepted {
+        let done = until_state(&service, id, "succeeded").await;
+        assert_eq!(done["attempts"], 1);
+        assert!(done["finished_at_ms"].as_i64().unwrap() >= done["created_at_ms"].as_i64().unwrap());
+    }
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
-    assert_each_finished_once(&logs, &accepted, "succeeded");
+    let finished = finished(&logs);
+    for id in &accepted {
+        assert_eq!(finished[id], ["succeeded"], "job {id} finishes once");
+    }
+    assert_eq!(finished.len(), accepted.len(), "no job finishes that was not accepted");
 }
 
-#[tokio::test]
-async fn failed_attempts_are_retried() {
+async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "failed_attempts").await else {
+        return;
+    };
     let (logs, _guard) = Logs::capture();
-    let mut settings = settings();
-    settings.worker.backoff_initial_ms = 1;
+    let mut settings = on(&database);
+    settings.worker.max_attempts = 3;
     let service = start(settings).await;
 
-    let id = submit(&service, &json!({"fail_attempts": 2}))
+    let recovers = submit(&service, &json!({"fail_attempts": 2})).await.unwrap();
+    let gives_up = submit(&service, &json!({"fail_attempts": 9})).await.unwrap();
+    let recovered = until_state(&service, &recovers, "succeeded").await;
+    assert_eq!(recovered["attempts"], 3);
+    assert_eq!(recovered["last_error"], Value::Null);
+    let failed = until_state(&service, &gives_up, "failed").await;
+    assert_eq!(failed["attempts"], 3);
+    assert_eq!(failed["last_error"], "attempt 3 failed: error");
+
+    service.stop().await.unwrap();
+    let finished = finished(&logs);
+    assert_eq!(finished[&recovers], ["succeeded"]);
+    assert_eq!(finished[&gives_up], ["failed"]);
+}
+
+async fn a_repeated_idempotency_key_creates_no_second_job(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "idempotency_key").await else {
+        return;
+    };
+    let service = start(on(&database)).await;
+    let post = |key: &'static str| {
+        service
+            .client
+            .post(service.url("/jobs"))
+            .header("idempotency-key", key)
+            .json(&json!({}))
+            .send()
+    };
+    let first: Value = post("order-17").await.unwrap().json().await.unwrap();
+    let repeat = post("order-17").await.unwrap();
+    assert_eq!(repeat.status(), 202);
+    let repeat: Value = repeat.json().await.unwrap();
+    assert_eq!(repeat["id"], first["id"], "a repeat answers with the first job's id");
+    let other: Value = post("order-18").await.unwrap().json().await.unwrap();
+    assert_ne!(other["id"], first["id"]);
+
+    let mut connection = database.connect().await;
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&mut connection)
         .await
         .unwrap();
-    let event = eventually("the job to finish", || async {
-        logs.events("job finished").into_iter().next()
-    })
-    .await;
-    assert_eq!(event["job.id"], id.as_str());
-    assert_eq!(event["outcome"], "succeeded");
-    assert_eq!(event["attempts"], 3);
+    assert_eq!(jobs, 2, "two keys, two jobs");
+    connection.close().await.ok();
 
+    let too_long = "k".repeat(201);
+    let refused = service
+        .client
+        .post(service.url("/jobs"))
+        .header("idempotency-key", too_long)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    service.stop().await.unwrap();
+}
+
+/// One worker busy with an endless job and room for one waiting job:
+/// further jobs are refused with 503 and `Retry-After`.
+async fn a_full_queue_refuses_jobs_with_503(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "full_queue").await else {
+        return;
+    };
+    let mut settings = on(&database);
+    settings.worker.workers = 1;
+    settings.worker.queue_capacity = 1;
+    settings.shutdown.grace_ms = 300;
+    let service = start(settings).await;
+
+    let endless = json!({"duration_ms": 600_000});
+    let running = submit(&service, &endless).await.unwrap();
+    until_state(&service, &running, "running").await;
+    let waiting = submit(&service, &endless).await.unwrap();
+    let refused = service.post_json("/jobs", &endless).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(status(&service, &waiting).await["state"], "queued");
+
+    assert_eq!(service.stop().await.unwrap(), Stopped::DeadlineExceeded);
+}
+
+/// Shutdown stops claiming and finishes what runs; what waits stays in
+/// the database, and the next start runs it.
+async fn the_drain_leaves_queued_jobs_for_the_next_start(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "drain_leaves_queued").await else {
+        return;
+    };
+    let (logs, _guard) = Logs::capture();
+    let mut settings = on(&database);
+    settings.worker.workers = 1;
+    let service = start(settings.clone()).await;
+
+    let first = submit(&service, &json!({"duration_ms": 300})).await.unwrap();
+    until_state(&service, &first, "running").await;
+    let waiting = [
+        submit(&service, &json!({})).await.unwrap(),
+        submit(&service, &json!({})).await.unwrap(),
+    ];
+    service.shutdown.request();
+    let late = submit(&service, &json!({})).await;
+    assert!(
+        matches!(late, Err(Answer::Status(503) | Answer::Refused)),
+        "a job offered after the drain started: {late:?}"
+    );
+    assert_eq!(service.finished().await.unwrap(), Stopped::Drained);
+    assert_eq!(finished(&logs).get(&first).map(Vec::as_slice), Some(["succeeded".to_owned()].as_slice()));
+
+    let restarted = start(settings).await;
+    for id in &waiting {
+        until_state(&restarted, id, "succeeded").await;
+    }
+    restarted.stop().await.unwrap();
+}
+
+async fn jobs_cut_at_the_deadline_are_released_without_counting_the_attempt(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "deadline_release").await else {
+        return;
+    };
+    let (logs, _guard) = Logs::capture();
+    let mut settings = on(&database);
+    settings.worker.workers = 1;
+    settings.shutdown.grace_ms = 300;
+    let service = start(settings.clone()).await;
+
+    let long = submit(&service, &json!({"duration_ms": 600_000})).await.unwrap();
+    until_state(&service, &long, "running").await;
+    assert_eq!(service.stop().await.unwrap(), Stopped::DeadlineExceeded);
+    assert!(finished(&logs).is_empty(), "a released job has no outcome yet");
+    let released = logs.events("job cancelled at the drain deadline and released to the queue");
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0]["job.id"], long.as_str());
+
+    let restarted = start(settings).await;
+    let again = until_state(&restarted, &long, "running").await;
+    assert_eq!(again["attempts"], 1, "the released attempt is not counted");
+    assert_eq!(restarted.stop().await.unwrap(), Stopped::DeadlineExceeded);
+}
+
+/// A job's lease expires under it (the test ends it by hand, as a pause or
+/// a partition would): the rescuer takes the job back and another worker
+/// runs it, and the first worker's late completion is refused by the
+/// fence. One outcome is recorded.
+async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "fence").await else {
+        return;
+    };
+    let (logs, _guard) = Logs::capture();
+    let mut settings = on(&database);
+    settings.worker.workers = 2;
+    settings.worker.rescue_interval_ms = 20;
+    let service = start(settings).await;
+
+    let id = submit(&service, &json!({"duration_ms": 500})).await.unwrap();
+    until_state(&service, &id, "running").await;
+    let mut connection = database.connect().await;
+    connection
+        .execute(sqlx::query("UPDATE jobs SET lease_until = 0 WHERE id = $1").bind(id.as_str()))
+        .await
+        .unwrap();
+    connection.close().await.ok();
+
+    let done = until_state(&service, &id, "succeeded").await;
+    assert_eq!(done["rescues"], 1);
+    assert_eq!(done["attempts"], 2);
+    let refused = logs.events("job lease lost before its outcome was written, nothing recorded");
+    assert_eq!(refused.len(), 1, "the first attempt's write is refused: {refused:?}");
+    assert_eq!(refused[0]["job.id"], id.as_str());
+    service.stop().await.unwrap();
+    assert_eq!(finished(&logs)[&id], ["succeeded"]);
+}
+
+/// Another connection holds the write lock: intake's commit waits for the
+/// database timeout, then answers 503 with `Retry-After`; once the lock is
+/// gone, intake works again.
+async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "held_lock").await else {
+        return;
+    };
+    let (logs, _guard) = Logs::capture();
+    let mut settings = on(&database);
+    settings.timeouts.database_ms = 300;
+    let service = start(settings).await;
+
+    let mut holder = database.connect().await;
+    let lock = match engine {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        Engine::Postgres => "BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE",
+    };
+    sqlx::raw_sql(lock).execute(&mut holder).await.unwrap();
+    let started = Instant::now();
+    let refused = service.post_json("/jobs", &json!({})).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    // The timeout is 300 ms; ten times that bounds the rest of the path.
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "waited {waited:?}"
+    );
+    let failed = logs.events("database call failed");
+    assert!(
+        failed.iter().any(|event| event["db.operation"] == "insert_jobs" && event["error.kind"] == "timeout"),
+        "the timeout is logged with its operation: {failed:?}"
+    );
+    sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.ok();
+
+    let accepted = submit(&service, &json!({})).await.unwrap();
+    until_state(&service, &accepted, "succeeded").await;
     service.stop().await.unwrap();
 }
 
 #[tokio::test]
-async fn invalid_jobs_are_refused_with_a_json_error() {
+async fn unknown_and_invalid_jobs_get_clear_answers() {
     let service = start(settings()).await;
 
-    let unknown_field = service
-        .post_json("/jobs", &json!({"sleep": 1}))
-        .await
-        .unwrap();
+    let unknown_field = service.post_json("/jobs", &json!({"sleep": 1})).await.unwrap();
     assert_eq!(unknown_field.status(), 422);
     let too_heavy = service
         .post_json("/jobs", &json!({"cpu_rounds": u32::MAX}))
@@ -106,85 +354,37 @@ async fn invalid_jobs_are_refused_with_a_json_error() {
         .unwrap();
     assert_eq!(too_heavy.status(), 422);
     assert!(too_heavy.json::<Value>().await.unwrap()["error"].is_string());
-
+    for id in ["not-a-uuid", "6f1c1d6e-0b1a-4c59-9e59-0c5d2a9e6a11"] {
+        let missing = service.get(&format!("/jobs/{id}")).await.unwrap();
+        assert_eq!(missing.status(), 404, "GET /jobs/{id}");
+    }
     service.stop().await.unwrap();
 }
 
-/// One worker and room for one queued job, and jobs that outlast the test:
-/// while the worker is busy the queue fills and further jobs are refused
-/// with 503 and `Retry-After`. Every accepted job still ends in exactly one
-/// `job finished` event, here as `abandoned` at the drain deadline.
+/// A database that does not answer at start-up: the service runs, is not
+/// ready, keeps retrying and says so; liveness stays 200 and intake
+/// answers 503. (Port 1 on loopback refuses connections.)
 #[tokio::test]
-async fn a_full_queue_refuses_jobs_and_accepted_ones_still_finish_once() {
+async fn a_database_down_at_start_leaves_the_service_alive_but_not_ready() {
     let (logs, _guard) = Logs::capture();
     let mut settings = settings();
-    settings.worker.workers = 1;
-    settings.worker.queue_capacity = 1;
-    settings.shutdown.grace_ms = 300;
-    let service = start(settings).await;
+    settings.database.url = DatabaseUrl::new("postgres://nebula:secret@127.0.0.1:1/jobs");
+    settings.timeouts.database_ms = 200;
+    let service = start_unready(settings).await;
 
-    let endless = json!({"duration_ms": 600_000});
-    let mut accepted = Vec::new();
-    let mut refusals = Vec::new();
-    for _ in 0..3 {
-        match service.post_json("/jobs", &endless).await.unwrap() {
-            response if response.status() == 202 => {
-                let body: Value = response.json().await.unwrap();
-                accepted.push(body["id"].as_str().unwrap().to_owned());
-            }
-            response => refusals.push(response),
-        }
-    }
-    // The worker holds at most one job and the queue one more.
-    assert!(!refusals.is_empty(), "three jobs cannot all fit");
-    for refusal in &refusals {
-        assert_eq!(refusal.status(), 503);
-        assert_eq!(refusal.headers()["retry-after"], "1");
-    }
-
-    assert_eq!(service.stop().await.unwrap(), Stopped::DeadlineExceeded);
-    assert_each_finished_once(&logs, &accepted, "abandoned");
-}
-
-#[tokio::test]
-async fn the_drain_finishes_accepted_jobs_and_refuses_new_ones() {
-    let (logs, _guard) = Logs::capture();
-    let mut settings = settings();
-    settings.worker.workers = 1;
-    let service = start(settings).await;
-
-    let mut accepted = Vec::new();
-    for _ in 0..3 {
-        accepted.push(
-            submit(&service, &json!({"duration_ms": 200}))
-                .await
-                .unwrap(),
-        );
-    }
-    service.shutdown.request();
-    let late = submit(&service, &json!({})).await;
-    assert!(
-        matches!(late, Err(Answer::Status(503) | Answer::Refused)),
-        "a job offered after the drain started: {late:?}"
-    );
-
-    assert_eq!(service.finished().await.unwrap(), Stopped::Drained);
-    assert_each_finished_once(&logs, &accepted, "succeeded");
-}
-#[tokio::test]
-async fn jobs_left_at_the_deadline_are_abandoned_and_logged() {
-    let (logs, _guard) = Logs::capture();
-    let mut settings = settings();
-    settings.worker.workers = 1;
-    settings.shutdown.grace_ms = 300;
-    let service = start(settings).await;
-
-    let long = json!({"duration_ms": 600_000});
-    let accepted = vec![
-        submit(&service, &long).await.unwrap(),
-        submit(&service, &long).await.unwrap(),
-    ];
-
-    assert_eq!(service.stop().await.unwrap(), Stopped::DeadlineExceeded);
-    assert_each_finished_once(&logs, &accepted, "abandoned");
+    let retries = eventually("two failed connection attempts", || async {
+        let failures = logs.events("database not available yet, not ready");
+        (failures.len() >= 2).then_some(failures)
+    })
+    .await;
+    assert!(retries.iter().all(|event| !event.to_string().contains("secret")), "{retries:?}");
+    let ready = service.get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["waiting_for"], json!(["database"]));
+    assert_eq!(service.get("/healthz").await.unwrap().status(), 200);
+    let refused = service.post_json("/jobs", &json!({})).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
 }

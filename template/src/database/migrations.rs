@@ -1,0 +1,101 @@
+//! Migrations embedded in the binary, applied at start-up (unless
+//! `database.migrate_on_start` is off) and by the `migrate` command.
+//!
+//! Concurrent starts of several replicas do not race: on PostgreSQL the
+//! migrator holds an advisory lock while it works; on SQLite each migration
+//! is one write transaction, so a second process waits for the first or
+//! fails with a timeout, and the start-up loop retries it until it finds
+//! the migrations applied. Migrations run under the database timeout like
+//! every other call: give the `migrate` step a longer
+//! `timeouts.database_ms` for a migration that rewrites a large table.
+
+use futures_util::future::BoxFuture;
+use sqlx::{
+    error::BoxDynError,
+    migrate::{MigrateError, MigrationSource, MigrationType, Migrator},
+};
+
+use super::{Backend, Database, DbError};
+
+/// One migration: a version, a short description and its SQL, written to
+/// run on both engines.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[source] MigrateError),
+}
+
+impl MigrationError {
+    /// Whether trying again later may succeed (the database was away or
+    /// busy), as opposed to a migration that is wrong for this database.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(error) => error.is_transient(),
+            Self::Migrate(MigrateError::Execute(_) | MigrateError::ExecuteMigration(..)) => true,
+            Self::Migrate(_) => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Embedded(&'static [Migration]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<sqlx::migrate::Migration>, BoxDynError>> {
+        let migrations = self
+            .0
+            .iter()
+            .map(|migration| {
+                sqlx::migrate::Migration::new(
+                    migration.version,
+                    migration.description.into(),
+                    MigrationType::Simple,
+                    migration.sql.into(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// Applies the `migrations` that are not applied yet.
+///
+/// # Errors
+/// When the database cannot be reached in time, or a migration fails or
+/// disagrees with what was applied before.
+pub async fn migrate(
+    database: &Database,
+    migrations: &'static [Migration],
+) -> Result<(), MigrationError> {
+    if database.backend() == Backend::Sqlite {
+        // Persistent in the file; set before the first table is written.
+        database
+            .run("set_journal_mode", async {
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(database.pool())
+                    .await
+                    .map(drop)
+            })
+            .await?;
+    }
+    let migrator = Migrator::new(Embedded(migrations))
+        .await
+        .map_err(MigrationError::Migrate)?;
+    let applied = database
+        .run("migrate", async {
+            Ok(migrator.run(database.pool()).await)
+        })
+        .await?;
+    applied.map_err(MigrationError::Migrate)
+}

@@ -1,0 +1,263 @@
+//! The service's database: one connection pool over SQLite (embedded, the
+//! default) or PostgreSQL (shared by replicas), chosen at run time by
+//! `database.url`, so moving to PostgreSQL is a setting, not a rebuild.
+//!
+//! Every call goes through [`Database::run`], which holds it to the
+//! database timeout (`timeouts.database_ms`, the Nebula 5 s rule) and runs
+//! it in a `db.query` span with `db.operation`. The same limit is set in
+//! the engines themselves, so a wait that the timeout would cut is cut
+//! there first and the connection stays usable: the pool's acquire timeout,
+//! SQLite's `busy_timeout`, PostgreSQL's `statement_timeout` and
+//! `lock_timeout`.
+//!
+//! SQLite settings that keep a commit true after a crash or a power loss:
+//! WAL (readers run beside the one writer), `synchronous = FULL` (each
+//! commit is on disk before it returns), foreign keys on, and writes that
+//! span several statements start with `BEGIN IMMEDIATE`, which takes the
+//! write lock up front (waiting for `busy_timeout`) instead of failing at
+//! once when a read transaction tries to upgrade.
+//!
+//! SQL text is shared between the engines: `$1` placeholders, integers as
+//! `BIGINT`, times as milliseconds since the Unix epoch.
+
+mod migrations;
+mod settings;
+mod supervisor;
+
+use std::{future::Future, io, time::Duration};
+
+use sqlx::{
+    Any, AnyConnection, AnyPool, Executor, Transaction,
+    any::{AnyConnectOptions, AnyPoolOptions},
+};
+use tracing::Instrument;
+
+pub use self::{
+    migrations::{Migration, MigrationError, migrate},
+    settings::{Backend, DEFAULT_URL, DatabaseUrl, Settings},
+    supervisor::{Connected, Supervised, jittered, supervise},
+};
+use crate::settings::duration_ms;
+
+/// A handle on the pool; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+    timeout: Duration,
+}
+
+/// Why a database call did not succeed. Each names the operation, for the
+/// caller's log and answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Over the database timeout: the call, a lock wait or a wait for a
+    /// pooled connection.
+    #[error("database operation `{operation}` timed out after {timeout_ms} ms")]
+    Timeout {
+        operation: &'static str,
+        timeout_ms: u64,
+    },
+    /// The database cannot be reached, or is shutting down.
+    #[error("database unavailable during `{operation}`: {source}")]
+    Unavailable {
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Any other failure: a constraint, bad SQL, a decoding error.
+    #[error("database operation `{operation}` failed: {source}")]
+    Failed {
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl DbError {
+    /// Whether a client may retry later: the database is slow or away, as
+    /// opposed to refusing the request itself.
+    #[must_use]
+    pub const fn is_transient(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
+    }
+
+    /// The `error.kind` of log lines and metrics.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Failed { .. } => "failed",
+        }
+    }
+
+    fn classify(operation: &'static str, timeout: Duration, source: sqlx::Error) -> Self {
+        let timed_out = Self::Timeout {
+            operation,
+            timeout_ms: duration_ms(timeout),
+        };
+        match &source {
+            sqlx::Error::PoolTimedOut => timed_out,
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => Self::Unavailable { operation, source },
+            sqlx::Error::Database(error) => match error.code().as_deref() {
+                // SQLite: busy or locked past busy_timeout. PostgreSQL:
+                // statement_timeout (57014), lock_timeout (55P03).
+                Some("5" | "6" | "517" | "57014" | "55P03") => timed_out,
+                // PostgreSQL: shutting down, starting up, connection lost.
+                Some(code) if code.starts_with("57P") || code.starts_with("08") => {
+                    Self::Unavailable { operation, source }
+                }
+                _ => Self::Failed { operation, source },
+            },
+            _ => Self::Failed { operation, source },
+        }
+    }
+}
+
+/// Why the pool could not be set up. Nothing has been connected yet.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("database.url is not a supported database URL: {url}")]
+    Unsupported { url: DatabaseUrl },
+    #[error("database.url {url} cannot be parsed")]
+    Url {
+        url: DatabaseUrl,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the data folder {folder} for database.url")]
+    DataFolder {
+        folder: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Database {
+    /// Sets up the pool without connecting: connections are opened on
+    /// first use, so a service whose database is down still starts, stays
+    /// not ready, and retries ([`supervise`]). Creates the data folder of a
+    /// SQLite file.
+    ///
+    /// # Errors
+    /// When the URL is unusable or the data folder cannot be created.
+    pub fn open(settings: &Settings, timeout: Duration) -> Result<Self, OpenError> {
+        sqlx::any::install_default_drivers();
+        let url = &settings.url;
+        let backend = url
+            .backend()
+            .ok_or_else(|| OpenError::Unsupported { url: url.clone() })?;
+        if let Some(folder) = url.sqlite_file().as_deref().and_then(|file| file.parent()) {
+            std::fs::create_dir_all(folder).map_err(|source| OpenError::DataFolder {
+                folder: folder.display().to_string(),
+                source,
+            })?;
+        }
+        let options: AnyConnectOptions =
+            url.expose().parse().map_err(|source| OpenError::Url {
+                url: url.clone(),
+                source,
+            })?;
+        let session = session_settings(backend, timeout);
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(timeout)
+            .after_connect(move |connection, _| Box::pin(configure(connection, session.clone())))
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            backend,
+            timeout,
+        })
+    }
+
+    #[must_use]
+    pub const fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    #[must_use]
+    pub const fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Runs one store operation under the database timeout, in a `db.query`
+    /// span. A failure is logged there with `db.operation` and returned as
+    /// a [`DbError`] naming it.
+    ///
+    /// # Errors
+    /// [`DbError`]: over the timeout, unreachable, or failed.
+    pub async fn run<T, F>(&self, operation: &'static str, call: F) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let span = tracing::debug_span!("db.query", db.operation = operation);
+        async {
+            let result = match tokio::time::timeout(self.timeout, call).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(source)) => DbError::classify(operation, self.timeout, source),
+                Err(_elapsed) => DbError::Timeout {
+                    operation,
+                    timeout_ms: duration_ms(self.timeout),
+                },
+            };
+            tracing::warn!(
+                db.operation = operation,
+                error.kind = result.kind(),
+                error = %result,
+                "database call failed"
+            );
+            Err(result)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (the write
+    /// lock up front), `BEGIN` on PostgreSQL. Dropping it uncommitted rolls
+    /// it back.
+    ///
+    /// # Errors
+    /// When no connection or lock is available in time.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Asks the database whether it answers.
+    ///
+    /// # Errors
+    /// [`DbError`] when it does not, in time.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run("ping", async {
+            sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+        })
+        .await
+    }
+}
+
+/// Runs `session` on a new connection.
+async fn configure(connection: &mut AnyConnection, session: String) -> Result<(), sqlx::Error> {
+    connection.execute(session.as_str()).await.map(drop)
+}
+
+/// What every new connection is told, so that the engine itself enforces
+/// the database timeout.
+fn session_settings(backend: Backend, timeout: Duration) -> String {
+    let timeout_ms = duration_ms(timeout);
+    match backend {
+        Backend::Sqlite => format!(
+            "PRAGMA busy_timeout = {timeout_ms}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+        ),
+        Backend::Postgres => format!(
+            "SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}; SET idle_in_transaction_session_timeout = {timeout_ms};"
+        ),
+    }
+}

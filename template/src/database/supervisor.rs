@@ -1,0 +1,132 @@
+//! Start-up and health of the database, in the background: the service
+//! starts even while the database is down, stays not ready, and keeps
+//! trying with jittered backoff, logging each failure, instead of exiting
+//! and crash-looping. Once connected (and migrated) it checks the database
+//! every `database.health_check_interval_ms` and opens or closes the
+//! readiness gate; probes read the gate and never query the database.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Database, Migration, migrate};
+use crate::{readiness::Gate, settings::duration_ms, tasks::TaskResult};
+
+/// Fires once the database answered and its migrations are in place. Work
+/// that needs the schema waits for it.
+#[derive(Debug, Clone, Default)]
+pub struct Connected(CancellationToken);
+
+impl Connected {
+    /// Waits until the database is connected.
+    pub async fn wait(&self) {
+        self.0.cancelled().await;
+    }
+
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    fn fire(&self) {
+        self.0.cancel();
+    }
+}
+
+/// First wait between two start-up attempts; it doubles up to
+/// [`MAX_RETRY`], with jitter so that replicas do not retry in step.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// What [`supervise`] watches.
+pub struct Supervised {
+    pub database: Database,
+    pub migrations: &'static [Migration],
+    pub migrate_on_start: bool,
+    pub health_check_interval: Duration,
+    pub gate: Gate,
+    pub connected: Connected,
+}
+
+/// Connects (and migrates) with retries, then checks the database's health
+/// until the drain starts.
+///
+/// # Errors
+/// When a migration cannot apply to this database, which no retry fixes.
+pub async fn supervise(supervised: Supervised, draining: CancellationToken) -> TaskResult {
+    let Supervised {
+        database,
+        migrations,
+        migrate_on_start,
+        health_check_interval,
+        gate,
+        connected,
+    } = supervised;
+    let mut retry = FIRST_RETRY;
+    let mut attempt = 1_u32;
+    loop {
+        let attempt_start = async {
+            if migrate_on_start {
+                migrate(&database, migrations).await
+            } else {
+                database.ping().await.map_err(Into::into)
+            }
+        };
+        let started = tokio::select! {
+            biased;
+            () = draining.cancelled() => return Ok(()),
+            started = attempt_start => started,
+        };
+        match started {
+            Ok(()) => break,
+            Err(error) if !error.is_transient() => return Err(error.into()),
+            Err(error) => {
+                let wait = jittered(retry);
+                tracing::warn!(
+                    attempt,
+                    retry_in_ms = duration_ms(wait),
+                    %error,
+                    "database not available yet, not ready"
+                );
+                tokio::select! {
+                    biased;
+                    () = draining.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                retry = (retry * 2).min(MAX_RETRY);
+                attempt += 1;
+            }
+        }
+    }
+    tracing::info!(
+        database.backend = database.backend().as_str(),
+        migrated = migrate_on_start,
+        "database connected"
+    );
+    gate.set(true);
+    connected.fire();
+    let mut checks = tokio::time::interval(health_check_interval);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = draining.cancelled() => return Ok(()),
+            _ = checks.tick() => {}
+        }
+        let healthy = database.ping().await.is_ok();
+        if healthy != gate.is_open() {
+            if healthy {
+                tracing::info!("database reachable again, ready");
+            } else {
+                tracing::warn!("database unreachable, not ready");
+            }
+            gate.set(healthy);
+        }
+    }
+}
+
+/// `wait` scaled by a random factor in [0.5, 1.0).
+#[must_use]
+pub fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(0.5 + fastrand::f64() / 2.0)
+}

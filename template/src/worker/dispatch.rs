@@ -1,0 +1,322 @@
+//! Claiming jobs and running them.
+//!
+//! The dispatcher claims up to the free worker slots at a time. It looks
+//! again when intake on this replica commits a job, when PostgreSQL
+//! announces one committed elsewhere ([`super::listen`]), when a slot
+//! frees, and otherwise every `worker.poll_interval_ms` (which is also how
+//! soon a retry whose backoff has passed is seen).
+//!
+//! Each claimed job runs in its own task beside its heartbeat. The first of
+//! three things ends it: the attempt ends (its outcome is written under the
+//! claim's token), the lease is lost (the attempt is cancelled and nothing
+//! is written), or the drain deadline passes (the attempt is cancelled and
+//! the job released to the queue).
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{
+    Backlog, Claimed, JOB_ATTEMPT_FAILURES, JOB_DURATION, JOBS, JOBS_CLAIMED, JOBS_RELEASED, Job,
+    LEASE_LOSSES, LeaseLost, Next, RetryPolicy, Store, job::Outcome, keep_lease, run_attempt,
+    store::now_ms,
+};
+use crate::{
+    database::{Connected, DbError, jittered},
+    settings::duration_ms,
+};
+
+/// Longest wait before claiming again after the database failed.
+const MAX_CLAIM_RETRY: Duration = Duration::from_secs(5);
+
+/// Claims due jobs into free worker slots until the drain starts, then
+/// waits for the running ones.
+pub struct Dispatcher {
+    pub store: Store,
+    pub workers: usize,
+    pub poll_interval: Duration,
+    pub runner: Runner,
+    pub wake: Arc<Notify>,
+    pub backlog: Backlog,
+    pub connected: Connected,
+    pub draining: CancellationToken,
+}
+
+impl Dispatcher {
+    pub async fn run(self) {
+        tokio::select! {
+            biased;
+            () = self.draining.cancelled() => return,
+            () = self.connected.wait() => {}
+        }
+        let slots = Arc::new(Semaphore::new(self.workers));
+        let runner = Arc::new(self.runner);
+        let mut running = JoinSet::new();
+        let mut retry = Duration::from_millis(100);
+        loop {
+            while let Some(ended) = running.try_join_next() {
+                log_panic(ended);
+            }
+            let free = slots.available_permits();
+            let mut claimed_all_free = false;
+            if free > 0 {
+                match self.store.claim(free, runner.lease).await {
+                    Ok(jobs) => {
+                        retry = Duration::from_millis(100);
+                        claimed_all_free = jobs.len() == free;
+                        let count = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
+                        metrics::counter!(JOBS_CLAIMED).increment(count);
+                        self.backlog.taken(count);
+                        for job in jobs {
+                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                unreachable_slot(&job);
+                                continue;
+                            };
+                            let runner = runner.clone();
+                            running.spawn(async move { runner.run(job, permit).await });
+                        }
+                    }
+                    Err(_) => {
+                        // Logged by the database layer; wait, then try again.
+                        let wait = jittered(retry);
+                        retry = (retry * 2).min(MAX_CLAIM_RETRY);
+                        tokio::select! {
+                            biased;
+                            () = self.draining.cancelled() => break,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            if claimed_all_free {
+                // Every slot was filled; wait for one to free.
+                tokio::select! {
+                    biased;
+                    () = self.draining.cancelled() => break,
+                    Some(ended) = running.join_next() => log_panic(ended),
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = self.draining.cancelled() => break,
+                () = self.wake.notified() => {}
+                Some(ended) = running.join_next(), if free == 0 => log_panic(ended),
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+        // Draining: claim nothing more, let the running jobs end (they
+        // watch the drain deadline themselves).
+        while let Some(ended) = running.join_next().await {
+            log_panic(ended);
+        }
+    }
+}
+
+fn log_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = ended {
+        tracing::error!(%error, "job task panicked");
+    }
+}
+
+/// A claim never returns more jobs than there were free slots; if it ever
+/// did, the extra job stays leased and is rescued when the lease expires.
+fn unreachable_slot(job: &Claimed) {
+    tracing::error!(job.id = %job.id, "claimed more jobs than free slots, leaving it to the rescuer");
+}
+
+/// Runs one claimed job to what its attempt decides.
+pub struct Runner {
+    pub store: Store,
+    pub policy: RetryPolicy,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// Cancelled when the drain deadline passes.
+    pub abandon: CancellationToken,
+}
+
+/// How a job's run ended, before its write-back.
+enum Ended {
+    Attempted(Result<(), &'static str>),
+    LeaseLost(LeaseLost),
+    Abandoned,
+}
+
+impl Runner {
+    async fn run(&self, claimed: Claimed, _slot: OwnedSemaphorePermit) {
+        let span = tracing::info_span!("job.execute", job.id = %claimed.id, attempt = claimed.attempt);
+        self.run_claimed(claimed).instrument(span).await;
+    }
+
+    async fn run_claimed(&self, claimed: Claimed) {
+        let request = match &claimed.request {
+            Ok(request) => request.clone(),
+            Err(error) => {
+                let message = format!("the stored job does not decode: {error}");
+                self.record(&claimed, Next::Fail { kind: "payload" }, &message).await;
+                return;
+            }
+        };
+        let job = Job {
+            id: claimed.id,
+            request,
+        };
+        let ended = if self.abandon.is_cancelled() {
+            Ended::Abandoned
+        } else {
+            let heartbeat = keep_lease(self.heartbeat, self.lease, || {
+                self.store.heartbeat(&claimed, self.lease)
+            });
+            tokio::select! {
+                biased;
+                () = self.abandon.cancelled() => Ended::Abandoned,
+                lost = heartbeat => Ended::LeaseLost(lost),
+                result = run_attempt(&job, claimed.attempt, self.policy.attempt_timeout) => {
+                    Ended::Attempted(result)
+                }
+            }
+        };
+        match ended {
+            Ended::Attempted(result) => {
+                if let Err(kind) = result {
+                    metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => kind).increment(1);
+                }
+                let next = self.policy.next(claimed.attempt, result);
+                let message = match &next {
+                    Next::Succeed => String::new(),
+                    Next::Retry { kind, .. } | Next::Fail { kind } => {
+                        format!("attempt {} failed: {kind}", claimed.attempt)
+                    }
+                };
+                self.record(&claimed, next, &message).await;
+            }
+            Ended::LeaseLost(lost) => {
+                metrics::counter!(LEASE_LOSSES).increment(1);
+                tracing::warn!(
+                    job.id = %claimed.id,
+                    reason = lost.as_str(),
+                    "job lease lost, attempt cancelled and not recorded"
+                );
+            }
+            Ended::Abandoned => self.release(&claimed).await,
+        }
+    }
+
+    /// Writes what `next` says under the claim's token, retrying a failed
+    /// write while the lease lasts. Logs `job finished` only when the
+    /// write recorded the outcome.
+    async fn record(&self, claimed: &Claimed, next: Next, message: &str) {
+        // Only bounds the retries: the fence alone decides whether a late
+        // write still counts.
+        let give_up_at = Instant::now() + self.lease;
+        let mut retry = Duration::from_millis(50);
+        loop {
+            let written = match &next {
+                Next::Succeed => self.store.succeed(claimed).await,
+                Next::Retry { delay, .. } => self.store.retry(claimed, message, *delay).await,
+                Next::Fail { .. } => self.store.fail(claimed, message).await,
+            };
+            match written {
+                Ok(true) => break,
+                Ok(false) => {
+                    metrics::counter!(LEASE_LOSSES).increment(1);
+                    tracing::warn!(job.id = %claimed.id, "job lease lost before its outcome was written, nothing recorded");
+                    return;
+                }
+                Err(error) => {
+                    if !self.may_retry_write(&error, give_up_at, &mut retry).await {
+                        tracing::warn!(
+                            job.id = %claimed.id,
+                            "job outcome not written; the job runs again once its lease expires"
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+        let outcome = match next {
+            Next::Retry { delay, kind } => {
+                tracing::info!(
+                    job.id = %claimed.id,
+                    attempt = claimed.attempt,
+                    error.kind = kind,
+                    retry_in_ms = duration_ms(delay),
+                    "job attempt failed, retrying"
+                );
+                return;
+            }
+            Next::Succeed => Outcome::Succeeded,
+            Next::Fail { .. } => Outcome::Failed,
+        };
+        finished(claimed, outcome, message);
+    }
+
+    /// Waits before retrying a failed write, unless the lease will have
+    /// ended (a rescuer may take the job then) or the deadline passed.
+    async fn may_retry_write(&self, error: &DbError, give_up_at: Instant, retry: &mut Duration) -> bool {
+        let wait = jittered(*retry);
+        *retry = (*retry * 2).min(MAX_CLAIM_RETRY);
+        if !error.is_transient() || Instant::now() + wait >= give_up_at {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            () = self.abandon.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
+        }
+    }
+
+    /// Gives the job back at the drain deadline. One try: the cancel
+    /// margin is short, and a job not released is rescued later anyway.
+    async fn release(&self, claimed: &Claimed) {
+        match self.store.release(claimed).await {
+            Ok(true) => {
+                metrics::counter!(JOBS_RELEASED).increment(1);
+                tracing::warn!(job.id = %claimed.id, "job cancelled at the drain deadline and released to the queue");
+            }
+            Ok(false) => tracing::warn!(job.id = %claimed.id, "job cancelled at the drain deadline; its lease was already lost"),
+            Err(_) => tracing::warn!(
+                job.id = %claimed.id,
+                "job cancelled at the drain deadline, not released; it runs again once its lease expires"
+            ),
+        }
+    }
+}
+
+/// The one `job finished` event of a job, after its outcome was recorded.
+pub fn finished(claimed: &Claimed, outcome: Outcome, error: &str) {
+    record_outcome(outcome, claimed.created_at_ms);
+    match outcome {
+        Outcome::Succeeded => tracing::info!(
+            job.id = %claimed.id,
+            outcome = outcome.as_str(),
+            attempts = claimed.attempt,
+            "job finished"
+        ),
+        Outcome::Failed => tracing::warn!(
+            job.id = %claimed.id,
+            outcome = outcome.as_str(),
+            attempts = claimed.attempt,
+            error,
+            "job finished"
+        ),
+    }
+}
+
+/// Counts an outcome and the time since the job was accepted.
+pub fn record_outcome(outcome: Outcome, created_at_ms: i64) {
+    metrics::counter!(JOBS, "outcome" => outcome.as_str()).increment(1);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "milliseconds of a job's life, far below 2^52"
+    )]
+    let seconds = now_ms().saturating_sub(created_at_ms).max(0) as f64 / 1_000.0;
+    metrics::histogram!(JOB_DURATION, "outcome" => outcome.as_str()).record(seconds);
+}

@@ -1,0 +1,103 @@
+//! The worker's upkeep, on every replica: take back expired leases (at
+//! start, then every `worker.rescue_interval_ms`), refresh the queue-depth
+//! estimate every second, and delete finished jobs older than
+//! `worker.retention_ms` every minute, so the table stays bounded.
+//!
+//! Several replicas may rescue at once: each rescue is one guarded
+//! statement, so a job is taken back by at most one of them.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::Notify, time::MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::{Backlog, RESCUES, Store, dispatch::record_outcome, job::Outcome};
+use crate::{database::Connected, tasks::TaskResult};
+
+const DEPTH_REFRESH: Duration = Duration::from_secs(1);
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Rows deleted per statement, so a large backlog of old jobs never holds
+/// SQLite's write lock for long.
+const PRUNE_BATCH: u32 = 1_000;
+
+pub struct Maintenance {
+    pub store: Store,
+    pub backlog: Backlog,
+    pub rescue_interval: Duration,
+    pub retention: Duration,
+    pub max_rescues: u32,
+    pub max_attempts: u32,
+    /// Rescued jobs are due at once: wake the dispatcher.
+    pub wake: Arc<Notify>,
+    pub connected: Connected,
+}
+
+impl Maintenance {
+    /// Runs until the drain starts. Failures are logged by the database
+    /// layer and tried again at the next tick.
+    pub async fn run(self, draining: CancellationToken) -> TaskResult {
+        tokio::select! {
+            biased;
+            () = draining.cancelled() => return Ok(()),
+            () = self.connected.wait() => {}
+        }
+        let mut rescue = tokio::time::interval(self.rescue_interval);
+        let mut depth = tokio::time::interval(DEPTH_REFRESH);
+        let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+        for timer in [&mut rescue, &mut depth, &mut prune] {
+            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                () = draining.cancelled() => return Ok(()),
+                _ = rescue.tick() => self.rescue().await,
+                _ = depth.tick() => {
+                    if let Ok(waiting) = self.store.count_queued().await {
+                        self.backlog.refresh(waiting);
+                    }
+                }
+                _ = prune.tick() => self.prune().await,
+            }
+        }
+    }
+
+    async fn rescue(&self) {
+        let Ok(rescued) = self
+            .store
+            .rescue_expired(self.max_rescues, self.max_attempts)
+            .await
+        else {
+            return;
+        };
+        for job in &rescued {
+            if job.failed {
+                metrics::counter!(RESCUES, "result" => "failed").increment(1);
+                record_outcome(Outcome::Failed, job.created_at_ms);
+                tracing::warn!(
+                    job.id = job.id,
+                    outcome = Outcome::Failed.as_str(),
+                    error = "lease expired too often, or no attempts left",
+                    "job finished"
+                );
+            } else {
+                metrics::counter!(RESCUES, "result" => "queued").increment(1);
+                tracing::warn!(job.id = job.id, "job lease expired, rescued and queued again");
+            }
+        }
+        if rescued.iter().any(|job| !job.failed) {
+            self.wake.notify_one();
+        }
+    }
+
+    async fn prune(&self) {
+        while let Ok(deleted) = self.store.prune(self.retention, PRUNE_BATCH).await {
+            if deleted > 0 {
+                tracing::debug!(deleted, "finished jobs pruned");
+            }
+            if deleted < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The job table and every statement on it. Each function is one store
+//! operation under the database timeout ([`Database::run`]).
+//!
+//! Fencing: a claim raises the row's `token` and returns it; completion,
+//! retry, failure, heartbeat and release are written only where the row is
+//! still `running` under that token. A rescue raises the token too, so a
+//! worker that lost its lease (paused, partitioned, slow) can no longer
+//! write anything about that job. The rescue itself is one guarded
+//! statement, so it cannot overwrite a job that finished meanwhile.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::{Row, any::AnyRow};
+
+use super::{JobId, JobRequest};
+use crate::database::{Backend, Database, DbError, Migration};
+
+/// The worker's migrations, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "jobs",
+    sql: include_str!("migrations/0001_jobs.sql"),
+}];
+
+/// PostgreSQL channel on which intake announces new jobs.
+pub const NEW_JOBS_CHANNEL: &str = "nebula_jobs_queued";
+
+/// Milliseconds since the Unix epoch, the unit of every time column.
+/// Leases compare these across replicas: keep the hosts' clocks in sync
+/// (NTP); the lease is long against any sane skew.
+#[must_use]
+pub fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A duration in whole milliseconds, as stored.
+#[must_use]
+pub fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A job to insert, as intake received it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    pub idempotency_key: Option<String>,
+    pub request: JobRequest,
+}
+
+/// A claimed job: what the worker runs, and the token its writes need.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: JobId,
+    /// `Err` when the stored payload no longer decodes: the job fails.
+    pub request: Result<JobRequest, String>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    pub token: i64,
+    /// When intake committed it, for the job's duration.
+    pub created_at_ms: i64,
+}
+
+/// `GET /jobs/{id}`: what a client may know about a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobStatus {
+    pub id: String,
+    pub state: String,
+    pub attempts: i64,
+    pub rescues: i64,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// When the job may next run (after a retry's backoff).
+    pub run_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A job whose lease expired and was taken back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescued {
+    pub id: String,
+    pub created_at_ms: i64,
+    /// `true` when it was rescued too often (or had no attempts left) and
+    /// now counts as failed; otherwise it is queued again.
+    pub failed: bool,
+}
+
+/// The job store over one database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    database: Database,
+}
+
+impl Store {
+    #[must_use]
+    pub const fn new(database: Database) -> Self {
+        Self { database }
+    }
+
+    #[must_use]
+    pub const fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Inserts `jobs` in one transaction (one commit for the whole batch)
+    /// and returns each one's id: its own, or, for a repeated
+    /// idempotency key, the id of the job created first.
+    ///
+    /// # Errors
+    /// [`DbError`]; then none of the batch was stored.
+    pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, DbError> {
+        let database = &self.database;
+        database
+            .run("insert_jobs", async {
+                let now = now_ms();
+                let mut transaction = database.begin_write().await?;
+                let mut ids = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    let payload = serde_json::to_string(&job.request)
+                        .map_err(|error| sqlx::Error::Encode(error.into()))?;
+                    let inserted = sqlx::query(
+                        "INSERT INTO jobs (id, idempotency_key, payload, state, run_at, created_at, updated_at)
+                         VALUES ($1, $2, $3, 'queued', $4, $4, $4)
+                         ON CONFLICT (idempotency_key) DO NOTHING",
+                    )
+                    .bind(job.id.to_string())
+                    .bind(job.idempotency_key.as_deref())
+                    .bind(payload)
+                    .bind(now)
+                    .execute(&mut *transaction)
+                    .await?;
+                    let id = match (&job.idempotency_key, inserted.rows_affected()) {
+                        (Some(key), 0) => {
+                            let existing: String =
+                                sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
+                                    .bind(key.as_str())
+                                    .fetch_one(&mut *transaction)
+                                    .await?;
+                            parse_id(&existing)?
+                        }
+                        _ => job.id,
+                    };
+                    ids.push(id);
+                }
+                if database.backend() == Backend::Postgres {
+                    // Delivered to listeners when the transaction commits.
+                    sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(NEW_JOBS_CHANNEL)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+                transaction.commit().await?;
+                Ok(ids)
+            })
+            .await
+    }
+
+    /// Claims up to `limit` due jobs under a lease of `lease`, oldest due
+    /// first. PostgreSQL skips rows another replica is claiming (`FOR
+    /// UPDATE SKIP LOCKED`); on SQLite the statement is its own write
+    /// transaction, so two claims never return the same job.
+    ///
+    /// # Errors
+    /// [`DbError`]; then nothing was claimed.
+    pub async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>, DbError> {
+        let lock = match self.database.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, token = token + 1,
+                 lease_until = $2, updated_at = $1
+             WHERE id IN (
+                 SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $1
+                 ORDER BY run_at LIMIT $3 {lock})
+             RETURNING id, payload, attempts, token, created_at"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let database = &self.database;
+        let rows = database
+            .run("claim_jobs", async {
+                let now = now_ms();
+                sqlx::query(&sql)
+                    .bind(now)
+                    .bind(now.saturating_add(ms(lease)))
+                    .bind(limit)
+                    .fetch_all(database.pool())
+                    .await
+            })
+            .await?;
+        rows.iter()
+            .map(|row| claimed(row).map_err(|source| DbError::Failed {
+                operation: "claim_jobs",
+                source,
+            }))
+            .collect()
+    }
+
+    /// Extends a running job's lease. `Ok(false)`: the lease was lost.
+    ///
+    /// # Errors
+    /// [`DbError`]; the lease may still be held.
+    pub async fn heartbeat(&self, job: &Claimed, lease: Duration) -> Result<bool, DbError> {
+        let now = now_ms();
+        self.fenced(
+            "heartbeat",
+            "UPDATE jobs SET lease_until = $3, updated_at = $4
+             WHERE id = $1 AND token = $2 AND state = 'running'",
+            job,
+            now.saturating_add(ms(lease)),
+            None,
+        )
+        .await
+    }
+
+    /// Records success. `Ok(false)`: the lease was lost, nothing recorded.
+    ///
+    /// # Errors
+    /// [`DbError`]; nothing was recorded.
+    pub async fn succeed(&self, job: &Claimed) -> Result<bool, DbError> {
+        self.fenced(
+            "complete_job",
+            "UPDATE jobs SET state = 'succeeded', lease_until = NULL, last_error = NULL,
+                 finished_at = $3, updated_at = $4
+             WHERE id = $1 AND token = $2 AND state = 'running'",
+            job,
+            now_ms(),
+            None,
+        )
+        .await
+    }
+
+    /// Records a failed attempt and when the next one may start.
+    ///
+    /// # Errors
+    /// [`DbError`]; nothing was recorded.
+    pub async fn retry(&self, job: &Claimed, error: &str, delay: Duration) -> Result<bool, DbError> {
+        self.fenced(
+            "retry_job",
+            "UPDATE jobs SET state = 'queued', lease_until = NULL, last_error = $5,
+                 run_at = $3, updated_at = $4
+             WHERE id = $1 AND token = $2 AND state = 'running'",
+            job,
+            now_ms().saturating_add(ms(delay)),
+            Some(error),
+        )
+        .await
+    }
+
+    /// Records that the job failed for good.
+    ///
+    /// # Errors
+    /// [`DbError`]; nothing was recorded.
+    pub async fn fail(&self, job: &Claimed, error: &str) -> Result<bool, DbError> {
+        self.fenced(
+            "fail_job",
+            "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = $5,
+                 finished_at = $3, updated_at = $4
+             WHERE id = $1 AND token = $2 AND state = 'running'",
+            job,
+            now_ms(),
+            Some(error),
+        )
+        .await
+    }
+
+    /// Gives a job back to the queue at once, its attempt not counted: the
+    /// drain deadline cut it, not a fault of its own.
+    ///
+    /// # Errors
+    /// [`DbError`]; the job stays leased and is rescued when the lease ends.
+    pub async fn release(&self, job: &Claimed) -> Result<bool, DbError> {
+        let now = now_ms();
+        self.fenced(
+            "release_job",
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_until = NULL,
+                 run_at = $3, updated_at = $4
+             WHERE id = $1 AND token = $2 AND state = 'running'",
+            job,
+            now,
+            None,
+        )
+        .await
+    }
+
+    /// One fenced write: `$1` id, `$2` token, `$3` the statement's time
+    /// value, `$4` now, and `$5` an error text when given. `true` when the
+    /// row was still this claim's.
+    async fn fenced(
+        &self,
+        operation: &'static str,
+        sql: &'static str,
+        job: &Claimed,
+        time: i64,
+        error: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let database = &self.database;
+        let updated = database
+            .run(operation, async {
+                let mut query = sqlx::query(sql)
+                    .bind(job.id.to_string())
+                    .bind(job.token)
+                    .bind(time)
+                    .bind(now_ms());
+                if let Some(error) = error {
+                    query = query.bind(error.to_owned());
+                }
+                query.execute(database.pool()).await
+            })
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Takes back every job whose lease expired: queued again, or failed
+    /// when it was already rescued `max_rescues` times or has used its
+    /// `max_attempts`. Guarded by state and lease in the same statement.
+    ///
+    /// # Errors
+    /// [`DbError`]; nothing was rescued.
+    pub async fn rescue_expired(
+        &self,
+        max_rescues: u32,
+        max_attempts: u32,
+    ) -> Result<Vec<Rescued>, DbError> {
+        let database = &self.database;
+        let rows = database
+            .run("rescue_jobs", async {
+                sqlx::query(
+                    "UPDATE jobs SET
+                         state = CASE WHEN rescues >= $2 OR attempts >= $3 THEN 'failed' ELSE 'queued' END,
+                         finished_at = CASE WHEN rescues >= $2 OR attempts >= $3 THEN $1 ELSE NULL END,
+                         last_error = 'lease expired: the worker running it stopped or lost contact',
+                         rescues = rescues + 1, token = token + 1, lease_until = NULL,
+                         run_at = $1, updated_at = $1
+                     WHERE state = 'running' AND lease_until < $1
+                     RETURNING id, state, created_at",
+                )
+                .bind(now_ms())
+                .bind(i64::from(max_rescues))
+                .bind(i64::from(max_attempts))
+                .fetch_all(database.pool())
+                .await
+            })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Rescued {
+                    id: row.try_get("id")?,
+                    created_at_ms: row.try_get("created_at")?,
+                    failed: row.try_get::<String, _>("state")? == "failed",
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| DbError::Failed {
+                operation: "rescue_jobs",
+                source,
+            })
+    }
+
+    /// Deletes up to `batch` jobs that finished before `retention` ago.
+    /// Returns how many went.
+    ///
+    /// # Errors
+    /// [`DbError`]; nothing was deleted.
+    pub async fn prune(&self, retention: Duration, batch: u32) -> Result<u64, DbError> {
+        let database = &self.database;
+        let deleted = database
+            .run("prune_jobs", async {
+                sqlx::query(
+                    "DELETE FROM jobs WHERE id IN (
+                         SELECT id FROM jobs
+                         WHERE state IN ('succeeded', 'failed') AND finished_at < $1
+                         LIMIT $2)",
+                )
+                .bind(now_ms().saturating_sub(ms(retention)))
+                .bind(i64::from(batch))
+                .execute(database.pool())
+                .await
+            })
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    /// Jobs waiting to run, across every replica.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn count_queued(&self) -> Result<u64, DbError> {
+        let database = &self.database;
+        let count: i64 = database
+            .run("count_queued", async {
+                sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+                    .fetch_one(database.pool())
+                    .await
+            })
+            .await?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
+    /// The status of job `id`, if it exists (and was not pruned).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn status(&self, id: &str) -> Result<Option<JobStatus>, DbError> {
+        let database = &self.database;
+        let row = database
+            .run("get_job", async {
+                sqlx::query(
+                    "SELECT id, state, attempts, rescues, last_error, created_at, updated_at,
+                         run_at, finished_at
+                     FROM jobs WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(database.pool())
+                .await
+            })
+            .await?;
+        row.as_ref()
+            .map(job_status)
+            .transpose()
+            .map_err(|source| DbError::Failed {
+                operation: "get_job",
+                source,
+            })
+    }
+}
+
+fn parse_id(text: &str) -> Result<JobId, sqlx::Error> {
+    text.parse().map_err(|error: uuid::Error| sqlx::Error::Decode(error.into()))
+}
+
+fn claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
+    let payload: String = row.try_get("payload")?;
+    let attempt: i64 = row.try_get("attempts")?;
+    Ok(Claimed {
+        id: parse_id(&row.try_get::<String, _>("id")?)?,
+        request: serde_json::from_str(&payload).map_err(|error| error.to_string()),
+        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        token: row.try_get("token")?,
+        created_at_ms: row.try_get("created_at")?,
+    })
+}
+
+fn job_status(row: &AnyRow) -> Result<JobStatus, sqlx::Error> {
+    Ok(JobStatus {
+        id: row.try_get("id")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        rescues: row.try_get("rescues")?,
+        last_error: row.try_get("last_error")?,
+        created_at_ms: row.try_get("created_at")?,
+        updated_at_ms: row.try_get("updated_at")?,
+        run_at_ms: row.try_get("run_at")?,
+        finished_at_ms: row.try_get("finished_at")?,
+    })
+}

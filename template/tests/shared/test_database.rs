@@ -1,0 +1,108 @@
+//! Databases for the worker's tests: a SQLite file in a temporary folder
+//! always, and a fresh PostgreSQL database when `NEBULA_TEST_POSTGRES_URL`
+//! names a server (an admin URL, such as
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Each PostgreSQL test
+//! creates a database of its own on that server, so tests never share
+//! state. Without the variable the PostgreSQL tests print a note and pass:
+//! they were skipped, not run.
+
+#![allow(dead_code, reason = "the integration and binary tests use different parts")]
+
+use std::path::Path;
+
+use sqlx::{AnyConnection, Connection};
+use tempfile::TempDir;
+
+use {{crate_name}}::database::DatabaseUrl;
+
+/// The variable naming the PostgreSQL server the tests may use.
+pub const POSTGRES_URL_VAR: &str = "NEBULA_TEST_POSTGRES_URL";
+
+/// Which engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A database for one test; a SQLite one is removed when dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: DatabaseUrl,
+    pub engine: Engine,
+    _folder: Option<TempDir>,
+}
+
+impl TestDatabase {
+    /// A new database on `engine`, or `None` (after a note on stderr) when
+    /// the PostgreSQL server is not given.
+    pub async fn create(engine: Engine, test: &str) -> Option<Self> {
+        match engine {
+            Engine::Sqlite => Some(Self::sqlite()),
+            Engine::Postgres => Self::postgres(test).await,
+        }
+    }
+
+    #[must_use]
+    pub fn sqlite() -> Self {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        Self {
+            url: sqlite_url(folder.path()),
+            engine: Engine::Sqlite,
+            _folder: Some(folder),
+        }
+    }
+
+    async fn postgres(test: &str) -> Option<Self> {
+        let Ok(admin) = std::env::var(POSTGRES_URL_VAR) else {
+            #[expect(clippy::print_stderr, reason = "a skipped test says so")]
+            {
+                eprintln!("note: {test} on PostgreSQL skipped: set {POSTGRES_URL_VAR} to a server's admin URL to run it");
+            }
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = AnyConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|error| panic!("{POSTGRES_URL_VAR} does not connect: {error}"));
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut connection)
+            .await
+            .expect("CREATE DATABASE");
+        connection.close().await.ok();
+        Some(Self {
+            url: DatabaseUrl::new(with_database(&admin, &name)),
+            engine: Engine::Postgres,
+            _folder: None,
+        })
+    }
+
+    /// A direct connection, for a test that needs to look or lock.
+    pub async fn connect(&self) -> AnyConnection {
+        sqlx::any::install_default_drivers();
+        AnyConnection::connect(self.url.expose())
+            .await
+            .expect("test connection to the database")
+    }
+}
+
+/// The URL of a SQLite file `jobs.db` in `folder`.
+#[must_use]
+pub fn sqlite_url(folder: &Path) -> DatabaseUrl {
+    DatabaseUrl::new(format!("sqlite://{}/jobs.db?mode=rwc", folder.display()))
+}
+
+/// `admin` with its database name replaced by `name`.
+fn with_database(admin: &str, name: &str) -> String {
+    let (base, query) = admin.split_once('?').map_or((admin, None), |(base, query)| (base, Some(query)));
+    let authority_start = base.find("://").map_or(0, |index| index + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
