@@ -90,10 +90,7 @@ mod tests {
         let draining = CancellationToken::new();
         let database = Gate::closed("database");
         let readiness = Readiness::new(draining.clone(), vec![database.clone()]);
-        assert_eq!(
-            readiness.check(),
-            Err(NotReady::Waiting(vec!["database"]))
-        );
+        assert_eq!(readiness.check(), Err(NotReady::Waiting(vec!["database"])));
         database.set(true);
         assert_eq!(readiness.check(), Ok(()));
         draining.cancel();

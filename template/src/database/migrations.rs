@@ -93,9 +93,7 @@ pub async fn migrate(
         .await
         .map_err(MigrationError::Migrate)?;
     let applied = database
-        .run("migrate", async {
-            Ok(migrator.run(database.pool()).await)
-        })
+        .run("migrate", async { Ok(migrator.run(database.pool()).await) })
         .await?;
     applied.map_err(MigrationError::Migrate)
 }

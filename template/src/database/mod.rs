@@ -158,11 +158,10 @@ impl Database {
                 source,
             })?;
         }
-        let options: AnyConnectOptions =
-            url.expose().parse().map_err(|source| OpenError::Url {
-                url: url.clone(),
-                source,
-            })?;
+        let options: AnyConnectOptions = url.expose().parse().map_err(|source| OpenError::Url {
+            url: url.clone(),
+            source,
+        })?;
         let session = session_settings(backend, timeout);
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)

@@ -79,7 +79,9 @@ impl DatabaseUrl {
         let (authority, tail) = rest.split_at(authority_end);
         match authority.rsplit_once('@') {
             Some((user_info, host)) if user_info.contains(':') => {
-                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+                let user = user_info
+                    .split_once(':')
+                    .map_or(user_info, |(user, _)| user);
                 format!("{scheme}://{user}:***@{host}{tail}")
             }
             _ => self.0.clone(),
@@ -175,9 +177,19 @@ mod tests {
     fn the_password_is_never_shown() {
         let url = DatabaseUrl::new("postgres://app:s3cret@db.internal:5432/jobs?sslmode=require");
         let shown = url.redacted();
-        assert_eq!(shown, "postgres://app:***@db.internal:5432/jobs?sslmode=require");
+        assert_eq!(
+            shown,
+            "postgres://app:***@db.internal:5432/jobs?sslmode=require"
+        );
         assert!(!format!("{url:?} {url}").contains("s3cret"));
-        assert!(!toml::to_string(&Settings { url, ..Settings::default() }).unwrap().contains("s3cret"));
+        assert!(
+            !toml::to_string(&Settings {
+                url,
+                ..Settings::default()
+            })
+            .unwrap()
+            .contains("s3cret")
+        );
     }
 
     #[test]
@@ -189,16 +201,28 @@ mod tests {
 
     #[test]
     fn the_scheme_selects_the_backend() {
-        assert_eq!(DatabaseUrl::new(DEFAULT_URL).backend(), Some(Backend::Sqlite));
-        assert_eq!(DatabaseUrl::new("postgresql://h/db").backend(), Some(Backend::Postgres));
+        assert_eq!(
+            DatabaseUrl::new(DEFAULT_URL).backend(),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            DatabaseUrl::new("postgresql://h/db").backend(),
+            Some(Backend::Postgres)
+        );
         assert_eq!(DatabaseUrl::new("mysql://h/db").backend(), None);
     }
 
     #[test]
     fn the_sqlite_file_is_read_from_the_url() {
         let file = |url: &str| DatabaseUrl::new(url).sqlite_file();
-        assert_eq!(file("sqlite://data/x.db?mode=rwc"), Some(PathBuf::from("data/x.db")));
-        assert_eq!(file("sqlite:///var/lib/x.db"), Some(PathBuf::from("/var/lib/x.db")));
+        assert_eq!(
+            file("sqlite://data/x.db?mode=rwc"),
+            Some(PathBuf::from("data/x.db"))
+        );
+        assert_eq!(
+            file("sqlite:///var/lib/x.db"),
+            Some(PathBuf::from("/var/lib/x.db"))
+        );
         assert_eq!(file("sqlite::memory:"), None);
         assert_eq!(file("postgres://h/db"), None);
     }

@@ -73,14 +73,20 @@ mod tests {
         let readiness = Readiness::new(draining.clone(), Vec::new());
         assert_eq!(status(app(readiness.clone())).await, StatusCode::OK);
         draining.cancel();
-        assert_eq!(status(app(readiness)).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(app(readiness)).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[tokio::test]
     async fn readiness_is_503_while_a_gate_is_closed() {
         let gate = Gate::closed("database");
         let readiness = Readiness::new(CancellationToken::new(), vec![gate.clone()]);
-        assert_eq!(status(app(readiness.clone())).await, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(app(readiness.clone())).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         gate.set(true);
         assert_eq!(status(app(readiness)).await, StatusCode::OK);
     }

@@ -27,9 +27,14 @@ pub struct RetryPolicy {
 pub enum Next {
     Succeed,
     /// Queue the job again, to run after this wait.
-    Retry { delay: Duration, kind: &'static str },
+    Retry {
+        delay: Duration,
+        kind: &'static str,
+    },
     /// No attempts left.
-    Fail { kind: &'static str },
+    Fail {
+        kind: &'static str,
+    },
 }
 
 impl RetryPolicy {
@@ -101,8 +106,14 @@ mod tests {
             ..JobRequest::default()
         });
         let started = Instant::now();
-        assert_eq!(run_attempt(&failing, 1, policy().attempt_timeout).await, Err("error"));
-        assert_eq!(run_attempt(&failing, 2, policy().attempt_timeout).await, Ok(()));
+        assert_eq!(
+            run_attempt(&failing, 1, policy().attempt_timeout).await,
+            Err("error")
+        );
+        assert_eq!(
+            run_attempt(&failing, 2, policy().attempt_timeout).await,
+            Ok(())
+        );
         assert_eq!(started.elapsed(), Duration::from_millis(20));
     }
 
@@ -113,7 +124,10 @@ mod tests {
             ..JobRequest::default()
         });
         let started = Instant::now();
-        assert_eq!(run_attempt(&endless, 1, Duration::from_secs(30)).await, Err("timeout"));
+        assert_eq!(
+            run_attempt(&endless, 1, Duration::from_secs(30)).await,
+            Err("timeout")
+        );
         assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
@@ -123,8 +137,14 @@ mod tests {
             panic_attempts: 1,
             ..JobRequest::default()
         });
-        assert_eq!(run_attempt(&panicking, 1, policy().attempt_timeout).await, Err("panic"));
-        assert_eq!(run_attempt(&panicking, 2, policy().attempt_timeout).await, Ok(()));
+        assert_eq!(
+            run_attempt(&panicking, 1, policy().attempt_timeout).await,
+            Err("panic")
+        );
+        assert_eq!(
+            run_attempt(&panicking, 2, policy().attempt_timeout).await,
+            Ok(())
+        );
     }
 
     #[tokio::test(start_paused = true)]

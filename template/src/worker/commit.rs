@@ -9,11 +9,14 @@
 //! never wait.
 //!
 //! The queue bound ([`Backlog`]) counts jobs waiting across every replica.
-//! It is an estimate: the maintenance task refreshes it from the database
-//! every second, and this replica adds what it committed since. So the
-//! slack is what *other* replicas accept within one refresh: with `r`
-//! replicas taking `n` jobs/s each, the queue can pass the capacity by up
-//! to `(r - 1) * n` jobs before intake refuses.
+//! Intake reserves a place before it hands a job over, so concurrent
+//! requests on one replica can never pass the capacity together. The count
+//! of committed jobs is an estimate: the maintenance task refreshes it from
+//! the database every second, and this replica adjusts it for what it
+//! commits and claims in between. So the slack is what *other* replicas
+//! accept within one refresh: with `r` replicas taking `n` jobs/s each,
+//! the queue can pass the capacity by up to `(r - 1) * n` jobs before
+//! intake refuses.
 
 use std::sync::{
     Arc,
@@ -30,7 +33,10 @@ pub const MAX_BATCH: usize = 256;
 /// The estimated number of jobs waiting, against the capacity.
 #[derive(Debug, Clone)]
 pub struct Backlog {
-    waiting: Arc<AtomicU64>,
+    /// Committed and waiting, as last counted and adjusted since.
+    committed: Arc<AtomicU64>,
+    /// Admitted by intake here, not yet committed (or refused).
+    reserved: Arc<AtomicU64>,
     capacity: u64,
 }
 
@@ -44,14 +50,34 @@ impl Backlog {
         )]
         metrics::gauge!(QUEUE_CAPACITY).set(capacity as f64);
         Self {
-            waiting: Arc::new(AtomicU64::new(0)),
+            committed: Arc::new(AtomicU64::new(0)),
+            reserved: Arc::new(AtomicU64::new(0)),
             capacity,
         }
     }
 
+    /// Reserves a place for one job; `false` when the queue is full. A
+    /// reservation ends with [`Backlog::committed`] or [`Backlog::cancel`].
     #[must_use]
-    pub fn has_room(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed) < self.capacity
+    pub fn try_reserve(&self) -> bool {
+        let committed = self.committed.load(Ordering::Relaxed);
+        self.reserved
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |reserved| {
+                (committed.saturating_add(reserved) < self.capacity).then_some(reserved + 1)
+            })
+            .is_ok()
+    }
+
+    /// Ends `reserved` reservations of which `created` became new jobs
+    /// (the others repeated an idempotency key).
+    pub fn committed(&self, reserved: u64, created: u64) {
+        self.committed.fetch_add(created, Ordering::Relaxed);
+        self.cancel(reserved);
+    }
+
+    /// Ends `reserved` reservations that stored nothing.
+    pub fn cancel(&self, reserved: u64) {
+        saturating_sub(&self.reserved, reserved);
     }
 
     #[must_use]
@@ -61,27 +87,23 @@ impl Backlog {
 
     /// Replaces the estimate with a count read from the database.
     pub fn refresh(&self, waiting: u64) {
-        self.waiting.store(waiting, Ordering::Relaxed);
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "a gauge; counts far below 2^52"
-        )]
+        self.committed.store(waiting, Ordering::Relaxed);
+        #[expect(clippy::cast_precision_loss, reason = "a gauge; counts far below 2^52")]
         metrics::gauge!(QUEUE_DEPTH).set(waiting as f64);
     }
 
-    /// Counts jobs this replica committed (`added`) or claimed.
-    pub fn added(&self, jobs: u64) {
-        self.waiting.fetch_add(jobs, Ordering::Relaxed);
-    }
-
+    /// Counts jobs this replica claimed out of the queue.
     pub fn taken(&self, jobs: u64) {
-        // Saturating: the estimate may already be below what was claimed.
-        let _ = self
-            .waiting
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |waiting| {
-                Some(waiting.saturating_sub(jobs))
-            });
+        saturating_sub(&self.committed, jobs);
     }
+}
+
+/// Lowers `counter` by `amount`, never below zero: an estimate refreshed
+/// meanwhile may already be lower.
+fn saturating_sub(counter: &AtomicU64, amount: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |value| {
+        Some(value.saturating_sub(amount))
+    });
 }
 
 /// Why intake could not commit a job.
@@ -107,12 +129,15 @@ pub struct Committer {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("job", &self.job).finish_non_exhaustive()
+        f.debug_struct("Pending")
+            .field("job", &self.job)
+            .finish_non_exhaustive()
     }
 }
 
 impl Committer {
-    /// Returns the id the job is stored under once it is committed.
+    /// Returns the id the job is stored under once it is committed. The
+    /// caller holds a [`Backlog`] reservation for it; the writer ends it.
     ///
     /// # Errors
     /// [`NotCommitted`]; then the job is not stored (or, for a database
@@ -120,9 +145,9 @@ impl Committer {
     /// the same `Idempotency-Key` to be sure).
     pub async fn commit(&self, job: NewJob) -> Result<JobId, NotCommitted> {
         let (reply, committed) = oneshot::channel();
-        self.sender
-            .try_send(Pending { job, reply })
-            .map_err(|_| NotCommitted::Busy)?;
+        if self.sender.try_send(Pending { job, reply }).is_err() {
+            return Err(NotCommitted::Busy);
+        }
         committed
             .await
             .unwrap_or(Err(NotCommitted::Database { transient: true }))
@@ -164,18 +189,27 @@ impl Writer {
     pub async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while self.receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            let (jobs, replies): (Vec<NewJob>, Vec<_>) =
-                batch.drain(..).map(|pending| (pending.job, pending.reply)).unzip();
+            let (jobs, replies): (Vec<NewJob>, Vec<_>) = batch
+                .drain(..)
+                .map(|pending| (pending.job, pending.reply))
+                .unzip();
+            let reserved = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
             match self.store.insert_batch(&jobs).await {
                 Ok(ids) => {
-                    let created = ids.iter().zip(&jobs).filter(|(id, job)| **id == job.id).count();
-                    self.backlog.added(u64::try_from(created).unwrap_or(u64::MAX));
+                    let created = ids
+                        .iter()
+                        .zip(&jobs)
+                        .filter(|(id, job)| **id == job.id)
+                        .count();
+                    self.backlog
+                        .committed(reserved, u64::try_from(created).unwrap_or(u64::MAX));
                     self.wake.notify_one();
                     for (reply, id) in replies.into_iter().zip(ids) {
                         let _ = reply.send(Ok(id));
                     }
                 }
                 Err(error) => {
+                    self.backlog.cancel(reserved);
                     let failed = NotCommitted::Database {
                         transient: error.is_transient(),
                     };

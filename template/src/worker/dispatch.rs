@@ -66,33 +66,29 @@ impl Dispatcher {
             let free = slots.available_permits();
             let mut claimed_all_free = false;
             if free > 0 {
-                match self.store.claim(free, runner.lease).await {
-                    Ok(jobs) => {
-                        retry = Duration::from_millis(100);
-                        claimed_all_free = jobs.len() == free;
-                        let count = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
-                        metrics::counter!(JOBS_CLAIMED).increment(count);
-                        self.backlog.taken(count);
-                        for job in jobs {
-                            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                                unreachable_slot(&job);
-                                continue;
-                            };
-                            let runner = runner.clone();
-                            running.spawn(async move { runner.run(job, permit).await });
-                        }
+                let Ok(jobs) = self.store.claim(free, runner.lease).await else {
+                    // Logged by the database layer; wait, then try again.
+                    let wait = jittered(retry);
+                    retry = (retry * 2).min(MAX_CLAIM_RETRY);
+                    tokio::select! {
+                        biased;
+                        () = self.draining.cancelled() => break,
+                        () = tokio::time::sleep(wait) => {}
                     }
-                    Err(_) => {
-                        // Logged by the database layer; wait, then try again.
-                        let wait = jittered(retry);
-                        retry = (retry * 2).min(MAX_CLAIM_RETRY);
-                        tokio::select! {
-                            biased;
-                            () = self.draining.cancelled() => break,
-                            () = tokio::time::sleep(wait) => {}
-                        }
+                    continue;
+                };
+                retry = Duration::from_millis(100);
+                claimed_all_free = jobs.len() == free;
+                let count = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
+                metrics::counter!(JOBS_CLAIMED).increment(count);
+                self.backlog.taken(count);
+                for job in jobs {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        unreachable_slot(&job);
                         continue;
-                    }
+                    };
+                    let runner = runner.clone();
+                    running.spawn(async move { runner.run(job, permit).await });
                 }
             }
             if claimed_all_free {
@@ -151,7 +147,8 @@ enum Ended {
 
 impl Runner {
     async fn run(&self, claimed: Claimed, _slot: OwnedSemaphorePermit) {
-        let span = tracing::info_span!("job.execute", job.id = %claimed.id, attempt = claimed.attempt);
+        let span =
+            tracing::info_span!("job.execute", job.id = %claimed.id, attempt = claimed.attempt);
         self.run_claimed(claimed).instrument(span).await;
     }
 
@@ -160,7 +157,8 @@ impl Runner {
             Ok(request) => request.clone(),
             Err(error) => {
                 let message = format!("the stored job does not decode: {error}");
-                self.record(&claimed, Next::Fail { kind: "payload" }, &message).await;
+                self.record(&claimed, Next::Fail { kind: "payload" }, &message)
+                    .await;
                 return;
             }
         };
@@ -260,7 +258,12 @@ impl Runner {
 
     /// Waits before retrying a failed write, unless the lease will have
     /// ended (a rescuer may take the job then) or the deadline passed.
-    async fn may_retry_write(&self, error: &DbError, give_up_at: Instant, retry: &mut Duration) -> bool {
+    async fn may_retry_write(
+        &self,
+        error: &DbError,
+        give_up_at: Instant,
+        retry: &mut Duration,
+    ) -> bool {
         let wait = jittered(*retry);
         *retry = (*retry * 2).min(MAX_CLAIM_RETRY);
         if !error.is_transient() || Instant::now() + wait >= give_up_at {
@@ -276,17 +279,17 @@ impl Runner {
     /// Gives the job back at the drain deadline. One try: the cancel
     /// margin is short, and a job not released is rescued later anyway.
     async fn release(&self, claimed: &Claimed) {
-        match self.store.release(claimed).await {
+        let message = match self.store.release(claimed).await {
             Ok(true) => {
                 metrics::counter!(JOBS_RELEASED).increment(1);
-                tracing::warn!(job.id = %claimed.id, "job cancelled at the drain deadline and released to the queue");
+                "job cancelled at the drain deadline and released to the queue"
             }
-            Ok(false) => tracing::warn!(job.id = %claimed.id, "job cancelled at the drain deadline; its lease was already lost"),
-            Err(_) => tracing::warn!(
-                job.id = %claimed.id,
+            Ok(false) => "job cancelled at the drain deadline; its lease was already lost",
+            Err(_) => {
                 "job cancelled at the drain deadline, not released; it runs again once its lease expires"
-            ),
-        }
+            }
+        };
+        tracing::warn!(job.id = %claimed.id, "{message}");
     }
 }
 

@@ -87,7 +87,7 @@ async fn submit(
     if !intake.gate.is_open() {
         return intake.refuse("database", "the job store is unavailable, retry later");
     }
-    if !intake.backlog.has_room() {
+    if !intake.backlog.try_reserve() {
         tracing::debug!(
             queue.capacity = intake.backlog.capacity(),
             "job refused, queue full"
@@ -105,7 +105,11 @@ async fn submit(
             (StatusCode::ACCEPTED, Json(Accepted { id })).into_response()
         }
         Err(NotCommitted::Busy) => {
-            intake.refuse("busy", "too many jobs are waiting to be stored, retry later")
+            intake.backlog.cancel(1);
+            intake.refuse(
+                "busy",
+                "too many jobs are waiting to be stored, retry later",
+            )
         }
         Err(NotCommitted::Database { transient: true }) => {
             intake.refuse("database", "the job store is unavailable, retry later")
@@ -124,9 +128,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, String> {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => {
-            Ok(Some(key.to_owned()))
-        }
+        Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key.to_owned())),
         _ => Err(format!(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
         )),

@@ -61,10 +61,10 @@ async fn listen(url: &DatabaseUrl, wake: &Notify) -> sqlx::Error {
     wake.notify_one();
     loop {
         match listener.try_recv().await {
-            Ok(Some(_)) => wake.notify_one(),
-            // The connection dropped; the next call reconnects. What was
-            // sent meanwhile is lost: look for due jobs now.
-            Ok(None) => wake.notify_one(),
+            // A job was committed; or (`None`) the connection dropped and
+            // the next call reconnects, and what was sent meanwhile is
+            // lost: either way, look for due jobs now.
+            Ok(_) => wake.notify_one(),
             Err(error) => return error,
         }
     }

@@ -15,7 +15,7 @@ use super::{Backlog, RESCUES, Store, dispatch::record_outcome, job::Outcome};
 use crate::{database::Connected, tasks::TaskResult};
 
 const DEPTH_REFRESH: Duration = Duration::from_secs(1);
-const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+const PRUNE_INTERVAL: Duration = Duration::from_mins(1);
 /// Rows deleted per statement, so a large backlog of old jobs never holds
 /// SQLite's write lock for long.
 const PRUNE_BATCH: u32 = 1_000;
@@ -82,7 +82,10 @@ impl Maintenance {
                 );
             } else {
                 metrics::counter!(RESCUES, "result" => "queued").increment(1);
-                tracing::warn!(job.id = job.id, "job lease expired, rescued and queued again");
+                tracing::warn!(
+                    job.id = job.id,
+                    "job lease expired, rescued and queued again"
+                );
             }
         }
         if rescued.iter().any(|job| !job.failed) {

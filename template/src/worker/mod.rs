@@ -287,12 +287,10 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
         connected: connected.clone(),
         draining: context.draining.clone(),
     };
-    context
-        .tasks
-        .spawn("worker dispatcher", async move {
-            dispatcher.run().await;
-            Ok(())
-        });
+    context.tasks.spawn("worker dispatcher", async move {
+        dispatcher.run().await;
+        Ok(())
+    });
     let maintenance = maintenance::Maintenance {
         store: store.clone(),
         backlog: backlog.clone(),
@@ -303,10 +301,9 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
         wake: wake.clone(),
         connected: connected.clone(),
     };
-    context.tasks.spawn(
-        "job maintenance",
-        maintenance.run(context.draining.clone()),
-    );
+    context
+        .tasks
+        .spawn("job maintenance", maintenance.run(context.draining.clone()));
     if database.backend() == database::Backend::Postgres {
         let url = settings.database.url.clone();
         context.tasks.spawn(

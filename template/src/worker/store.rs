@@ -193,10 +193,12 @@ impl Store {
             })
             .await?;
         rows.iter()
-            .map(|row| claimed(row).map_err(|source| DbError::Failed {
-                operation: "claim_jobs",
-                source,
-            }))
+            .map(|row| {
+                claimed(row).map_err(|source| DbError::Failed {
+                    operation: "claim_jobs",
+                    source,
+                })
+            })
             .collect()
     }
 
@@ -238,7 +240,12 @@ impl Store {
     ///
     /// # Errors
     /// [`DbError`]; nothing was recorded.
-    pub async fn retry(&self, job: &Claimed, error: &str, delay: Duration) -> Result<bool, DbError> {
+    pub async fn retry(
+        &self,
+        job: &Claimed,
+        error: &str,
+        delay: Duration,
+    ) -> Result<bool, DbError> {
         self.fenced(
             "retry_job",
             "UPDATE jobs SET state = 'queued', lease_until = NULL, last_error = $5,
@@ -430,7 +437,8 @@ impl Store {
 }
 
 fn parse_id(text: &str) -> Result<JobId, sqlx::Error> {
-    text.parse().map_err(|error: uuid::Error| sqlx::Error::Decode(error.into()))
+    text.parse()
+        .map_err(|error: uuid::Error| sqlx::Error::Decode(error.into()))
 }
 
 fn claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {

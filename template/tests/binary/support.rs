@@ -183,8 +183,16 @@ impl Launch {
         command
     }
 
-    /// Starts the service and waits for its `ready` event.
+    /// Starts the service and waits until `/readyz` answers 200.
     pub async fn start(&self) -> Process {
+        let process = self.start_unready().await;
+        process.wait_until_ready().await;
+        process
+    }
+
+    /// Starts the service and waits for its `ready` event: it listens, but
+    /// may still wait for a dependency such as its database.
+    pub async fn start_unready(&self) -> Process {
         let mut child = self.command().spawn().expect("binary starts");
         let pid = child.id().expect("child has a pid");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -328,6 +336,20 @@ impl Process {
                 self.logs.all()
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits (bounded) until `GET /readyz` answers 200.
+    pub async fn wait_until_ready(&self) {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        let url = self.url("/readyz");
+        while !matches!(answer(client().get(&url).send().await), Answer::Status(200)) {
+            assert!(
+                Instant::now() < deadline,
+                "not ready after {WAIT_LIMIT:?}; logs: {:#?}",
+                self.logs.all()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -16,10 +16,11 @@ use std::{
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
-
+{% if service_type == "worker" %}
+use {{crate_name}}::database::{DEFAULT_URL, DatabaseUrl};
+{%- endif %}
 use {{crate_name}}::{RunError, Service, Settings, Shutdown, Stopped};
 {%- if service_type == "worker" %}
-use {{crate_name}}::database::{DEFAULT_URL, DatabaseUrl};
 
 use crate::test_database::TestDatabase;
 {%- endif %}

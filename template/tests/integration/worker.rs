@@ -106,19 +106,29 @@ async fn accepted_jobs_run_and_finish_exactly_once(engine: Engine) {
 
     let mut accepted = Vec::new();
     for _ in 0..5 {
-        accepted.push(submit(&service, &json!({"cpu_rounds": 1000})).await.unwrap());
+        accepted.push(
+            submit(&service, &json!({"cpu_rounds": 1000}))
+                .await
+                .unwrap(),
+        );
     }
     for id in &accepted {
         let done = until_state(&service, id, "succeeded").await;
         assert_eq!(done["attempts"], 1);
-        assert!(done["finished_at_ms"].as_i64().unwrap() >= done["created_at_ms"].as_i64().unwrap());
+        assert!(
+            done["finished_at_ms"].as_i64().unwrap() >= done["created_at_ms"].as_i64().unwrap()
+        );
     }
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
     let finished = finished(&logs);
     for id in &accepted {
         assert_eq!(finished[id], ["succeeded"], "job {id} finishes once");
     }
-    assert_eq!(finished.len(), accepted.len(), "no job finishes that was not accepted");
+    assert_eq!(
+        finished.len(),
+        accepted.len(),
+        "no job finishes that was not accepted"
+    );
 }
 
 async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
@@ -130,8 +140,12 @@ async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
     settings.worker.max_attempts = 3;
     let service = start(settings).await;
 
-    let recovers = submit(&service, &json!({"fail_attempts": 2})).await.unwrap();
-    let gives_up = submit(&service, &json!({"fail_attempts": 9})).await.unwrap();
+    let recovers = submit(&service, &json!({"fail_attempts": 2}))
+        .await
+        .unwrap();
+    let gives_up = submit(&service, &json!({"fail_attempts": 9}))
+        .await
+        .unwrap();
     let recovered = until_state(&service, &recovers, "succeeded").await;
     assert_eq!(recovered["attempts"], 3);
     assert_eq!(recovered["last_error"], Value::Null);
@@ -162,7 +176,10 @@ async fn a_repeated_idempotency_key_creates_no_second_job(engine: Engine) {
     let repeat = post("order-17").await.unwrap();
     assert_eq!(repeat.status(), 202);
     let repeat: Value = repeat.json().await.unwrap();
-    assert_eq!(repeat["id"], first["id"], "a repeat answers with the first job's id");
+    assert_eq!(
+        repeat["id"], first["id"],
+        "a repeat answers with the first job's id"
+    );
     let other: Value = post("order-18").await.unwrap().json().await.unwrap();
     assert_ne!(other["id"], first["id"]);
 
@@ -222,7 +239,9 @@ async fn the_drain_leaves_queued_jobs_for_the_next_start(engine: Engine) {
     settings.worker.workers = 1;
     let service = start(settings.clone()).await;
 
-    let first = submit(&service, &json!({"duration_ms": 300})).await.unwrap();
+    let first = submit(&service, &json!({"duration_ms": 300}))
+        .await
+        .unwrap();
     until_state(&service, &first, "running").await;
     let waiting = [
         submit(&service, &json!({})).await.unwrap(),
@@ -235,7 +254,10 @@ async fn the_drain_leaves_queued_jobs_for_the_next_start(engine: Engine) {
         "a job offered after the drain started: {late:?}"
     );
     assert_eq!(service.finished().await.unwrap(), Stopped::Drained);
-    assert_eq!(finished(&logs).get(&first).map(Vec::as_slice), Some(["succeeded".to_owned()].as_slice()));
+    assert_eq!(
+        finished(&logs).get(&first).map(Vec::as_slice),
+        Some(["succeeded".to_owned()].as_slice())
+    );
 
     let restarted = start(settings).await;
     for id in &waiting {
@@ -254,10 +276,15 @@ async fn jobs_cut_at_the_deadline_are_released_without_counting_the_attempt(engi
     settings.shutdown.grace_ms = 300;
     let service = start(settings.clone()).await;
 
-    let long = submit(&service, &json!({"duration_ms": 600_000})).await.unwrap();
+    let long = submit(&service, &json!({"duration_ms": 600_000}))
+        .await
+        .unwrap();
     until_state(&service, &long, "running").await;
     assert_eq!(service.stop().await.unwrap(), Stopped::DeadlineExceeded);
-    assert!(finished(&logs).is_empty(), "a released job has no outcome yet");
+    assert!(
+        finished(&logs).is_empty(),
+        "a released job has no outcome yet"
+    );
     let released = logs.events("job cancelled at the drain deadline and released to the queue");
     assert_eq!(released.len(), 1, "{released:?}");
     assert_eq!(released[0]["job.id"], long.as_str());
@@ -282,7 +309,9 @@ async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
     settings.worker.rescue_interval_ms = 20;
     let service = start(settings).await;
 
-    let id = submit(&service, &json!({"duration_ms": 500})).await.unwrap();
+    let id = submit(&service, &json!({"duration_ms": 500}))
+        .await
+        .unwrap();
     until_state(&service, &id, "running").await;
     let mut connection = database.connect().await;
     connection
@@ -295,7 +324,11 @@ async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
     assert_eq!(done["rescues"], 1);
     assert_eq!(done["attempts"], 2);
     let refused = logs.events("job lease lost before its outcome was written, nothing recorded");
-    assert_eq!(refused.len(), 1, "the first attempt's write is refused: {refused:?}");
+    assert_eq!(
+        refused.len(),
+        1,
+        "the first attempt's write is refused: {refused:?}"
+    );
     assert_eq!(refused[0]["job.id"], id.as_str());
     service.stop().await.unwrap();
     assert_eq!(finished(&logs)[&id], ["succeeded"]);
@@ -334,7 +367,10 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
         failed.iter().any(|event| event["db.operation"] == "insert_jobs" && event["error.kind"] == "timeout"),
         "the timeout is logged with its operation: {failed:?}"
     );
-    sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
     holder.close().await.ok();
 
     let accepted = submit(&service, &json!({})).await.unwrap();
@@ -346,7 +382,10 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
 async fn unknown_and_invalid_jobs_get_clear_answers() {
     let service = start(settings()).await;
 
-    let unknown_field = service.post_json("/jobs", &json!({"sleep": 1})).await.unwrap();
+    let unknown_field = service
+        .post_json("/jobs", &json!({"sleep": 1}))
+        .await
+        .unwrap();
     assert_eq!(unknown_field.status(), 422);
     let too_heavy = service
         .post_json("/jobs", &json!({"cpu_rounds": u32::MAX}))
@@ -377,7 +416,12 @@ async fn a_database_down_at_start_leaves_the_service_alive_but_not_ready() {
         (failures.len() >= 2).then_some(failures)
     })
     .await;
-    assert!(retries.iter().all(|event| !event.to_string().contains("secret")), "{retries:?}");
+    assert!(
+        retries
+            .iter()
+            .all(|event| !event.to_string().contains("secret")),
+        "{retries:?}"
+    );
     let ready = service.get("/readyz").await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();

@@ -6,7 +6,10 @@
 //! state. Without the variable the PostgreSQL tests print a note and pass:
 //! they were skipped, not run.
 
-#![allow(dead_code, reason = "the integration and binary tests use different parts")]
+#![allow(
+    dead_code,
+    reason = "the integration and binary tests use different parts"
+)]
 
 use std::path::Path;
 
@@ -57,7 +60,9 @@ impl TestDatabase {
         let Ok(admin) = std::env::var(POSTGRES_URL_VAR) else {
             #[expect(clippy::print_stderr, reason = "a skipped test says so")]
             {
-                eprintln!("note: {test} on PostgreSQL skipped: set {POSTGRES_URL_VAR} to a server's admin URL to run it");
+                eprintln!(
+                    "note: {test} on PostgreSQL skipped: set {POSTGRES_URL_VAR} to a server's admin URL to run it"
+                );
             }
             return None;
         };
@@ -78,6 +83,18 @@ impl TestDatabase {
         })
     }
 
+    /// The same PostgreSQL database reached at `url` (through a relay);
+    /// `database` keeps owning it.
+    #[must_use]
+    pub fn postgres_at(database: &Self, url: String) -> Self {
+        assert_eq!(database.engine, Engine::Postgres);
+        Self {
+            url: DatabaseUrl::new(url),
+            engine: Engine::Postgres,
+            _folder: None,
+        }
+    }
+
     /// A direct connection, for a test that needs to look or lock.
     pub async fn connect(&self) -> AnyConnection {
         sqlx::any::install_default_drivers();
@@ -95,7 +112,9 @@ pub fn sqlite_url(folder: &Path) -> DatabaseUrl {
 
 /// `admin` with its database name replaced by `name`.
 fn with_database(admin: &str, name: &str) -> String {
-    let (base, query) = admin.split_once('?').map_or((admin, None), |(base, query)| (base, Some(query)));
+    let (base, query) = admin
+        .split_once('?')
+        .map_or((admin, None), |(base, query)| (base, Some(query)));
     let authority_start = base.find("://").map_or(0, |index| index + 3);
     let base = match base[authority_start..].find('/') {
         Some(slash) => &base[..authority_start + slash],
