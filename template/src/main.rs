@@ -94,8 +94,8 @@ fn migrate(settings: &Settings) -> ExitCode {
         Err(error) => fail(Exit::RuntimeFailure, &error.into()),
     }
 }
+{%- endif %}
 
-{% endif -%}
 #[expect(
     clippy::print_stdout,
     reason = "--check-config prints the effective settings"

@@ -74,14 +74,12 @@ impl Default for Launch {
     /// a temporary folder.
 {%- endif %}
     fn default() -> Self {
-        let launch = Self::bare()
+        Self::bare()
             .args(&["--log-format", "json"])
             .setting("HTTP__LISTEN", "127.0.0.1:0")
-            .setting("METRICS__LISTEN", "127.0.0.1:0");
+            .setting("METRICS__LISTEN", "127.0.0.1:0")
 {%- if service_type == "worker" %}
-        launch.database(Arc::new(TestDatabase::sqlite()))
-{%- else %}
-        launch
+            .database(Arc::new(TestDatabase::sqlite()))
 {%- endif %}
     }
 }
