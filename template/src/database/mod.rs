@@ -105,9 +105,10 @@ impl DbError {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_) => Self::Unavailable { operation, source },
             sqlx::Error::Database(error) => match error.code().as_deref() {
-                // SQLite: busy or locked past busy_timeout. PostgreSQL:
+                // SQLite: busy or locked past busy_timeout (the primary
+                // codes and their extended forms). PostgreSQL:
                 // statement_timeout (57014), lock_timeout (55P03).
-                Some("5" | "6" | "517" | "57014" | "55P03") => timed_out,
+                Some("5" | "6" | "261" | "262" | "517" | "773" | "57014" | "55P03") => timed_out,
                 // PostgreSQL: shutting down, starting up, connection lost.
                 Some(code) if code.starts_with("57P") || code.starts_with("08") => {
                     Self::Unavailable { operation, source }

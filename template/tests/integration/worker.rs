@@ -45,6 +45,7 @@ on_both_engines!(
     jobs_cut_at_the_deadline_are_released_without_counting_the_attempt,
     a_rescued_job_is_fenced_off_from_its_first_worker,
     a_held_lock_fails_intake_at_the_database_timeout,
+    finished_jobs_are_pruned_after_the_retention,
 );
 
 /// Settings for `database`, with short waits so that tests are quick.
@@ -376,6 +377,28 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     let accepted = submit(&service, &json!({})).await.unwrap();
     until_state(&service, &accepted, "succeeded").await;
     service.stop().await.unwrap();
+}
+
+/// With a retention of 1 ms, the upkeep at the next start deletes the
+/// finished job: the table stays bounded.
+async fn finished_jobs_are_pruned_after_the_retention(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "retention").await else {
+        return;
+    };
+    let mut settings = on(&database);
+    settings.worker.retention_ms = 1;
+    let service = start(settings.clone()).await;
+    let id = submit(&service, &json!({})).await.unwrap();
+    until_state(&service, &id, "succeeded").await;
+    service.stop().await.unwrap();
+
+    let restarted = start(settings).await;
+    eventually("the finished job to be pruned", || async {
+        let response = restarted.get(&format!("/jobs/{id}")).await.ok()?;
+        (response.status() == 404).then_some(())
+    })
+    .await;
+    restarted.stop().await.unwrap();
 }
 
 #[tokio::test]

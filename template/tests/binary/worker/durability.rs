@@ -147,6 +147,46 @@ fn sigkill_mid_load_loses_no_accepted_job(engine: Engine) {
 }
 
 #[test]
+fn replicas_started_together_all_migrate_and_serve_on_sqlite() {
+    replicas_started_together_all_migrate_and_serve(Engine::Sqlite);
+}
+
+#[test]
+fn replicas_started_together_all_migrate_and_serve_on_postgres() {
+    replicas_started_together_all_migrate_and_serve(Engine::Postgres);
+}
+
+/// Three processes start at the same moment on a new database: the
+/// migrations apply once, and every replica becomes ready and takes jobs.
+fn replicas_started_together_all_migrate_and_serve(engine: Engine) {
+    let _serial = serial();
+    runtime().block_on(async {
+        let Some(database) = database(engine, "concurrent_starts").await else {
+            return;
+        };
+        let launch = durable(&database);
+        let (first, second, third) = tokio::join!(launch.start(), launch.start(), launch.start());
+        let replicas = [first, second, third];
+        let mut ids = Vec::new();
+        for replica in &replicas {
+            ids.push(submit(replica, &json!({})).await);
+        }
+        until_finished(&database, &ids).await;
+        let mut exits = Vec::new();
+        for replica in replicas {
+            replica.signal("TERM");
+            exits.push(replica.exit().await.code);
+        }
+        assert!(
+            exits
+                .iter()
+                .all(|code| *code == Some(i32::from(Exit::Clean.code()))),
+            "{exits:?}"
+        );
+    });
+}
+
+#[test]
 fn a_job_acknowledged_just_before_sigkill_runs_after_restart_on_sqlite() {
     a_job_acknowledged_just_before_sigkill_runs_after_restart(Engine::Sqlite);
 }
