@@ -89,7 +89,8 @@ fn migrate(settings: &Settings) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(Exit::RuntimeFailure, &error.into()),
     };
-    match runtime.block_on({{crate_name}}::worker::migrate(settings)) {
+    let migrate = {{crate_name}}::worker::migrate(settings);
+    match runtime.block_on(migrate) {
         Ok(()) => Exit::Clean.into(),
         Err(error) => fail(Exit::RuntimeFailure, &error.into()),
     }

@@ -10,7 +10,9 @@ use crate::{
     support::{Answer, Logs, answer, settings, start},
 };
 
-use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http, readiness::Readiness};
+// Two lines: as one, the longest project names would make rustfmt wrap it.
+use {{crate_name}}::readiness::Readiness;
+use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http};
 
 #[tokio::test]
 async fn probes_answer_while_running() {
