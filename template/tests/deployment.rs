@@ -257,7 +257,60 @@ fn selectors_and_references_find_their_objects() {
         "the container reads the ConfigMap"
     );
 }
-
+{% if service_type == "worker" %}
+/// The jobs outlive the pod: the default SQLite file's folder, resolved
+/// against the image's `WORKDIR`, is a mounted volume backed by the
+/// claim in `persistentvolumeclaim.yaml`, and one pod at a time uses it.
+#[test]
+fn the_job_database_is_on_a_persistent_volume_used_by_one_pod() {
+    let settings = pod_settings();
+    let file = settings
+        .database
+        .url
+        .sqlite_file()
+        .expect("the pod runs on the default SQLite database");
+    let workdir = Dockerfile::read().workdir.expect("the image sets WORKDIR");
+    let folder =
+        std::path::Path::new(&workdir).join(file.parent().expect("the file is in a folder"));
+    let container = container();
+    let mounts = container["volumeMounts"].as_array().expect("volumeMounts");
+    let mount = mounts
+        .iter()
+        .find(|mount| {
+            std::path::Path::new(mount["mountPath"].as_str().unwrap_or_default()) == folder
+        })
+        .unwrap_or_else(|| panic!("no volume is mounted at {}: {mounts:?}", folder.display()));
+    let spec = pod_spec();
+    let volume = spec["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|volume| volume["name"] == mount["name"])
+        .expect("the mounted volume is declared");
+    let claim = &volume["persistentVolumeClaim"]["claimName"];
+    assert_eq!(
+        claim,
+        &manifest("persistentvolumeclaim")["metadata"]["name"],
+        "a claim, not an emptyDir"
+    );
+    assert_eq!(
+        spec["securityContext"]["fsGroup"], 65532,
+        "the image's group can write the volume"
+    );
+    let deployment = &manifest("deployment")["spec"];
+    assert_eq!(deployment["replicas"], 1, "a SQLite file is for one pod");
+    assert_eq!(
+        deployment["strategy"]["type"], "Recreate",
+        "never two pods on the file"
+    );
+    for (key, _) in configmap_env() {
+        assert!(
+            !key.ends_with("_DATABASE__URL"),
+            "a database URL may hold a password: not in the ConfigMap"
+        );
+    }
+}
+{% endif %}
 #[test]
 fn the_deployment_runs_the_image_of_this_version() {
     let image = container()["image"]

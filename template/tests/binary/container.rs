@@ -1,7 +1,8 @@
 //! The binary run the way the image and the Kubernetes manifests run it:
 //! - the environment holds only the Dockerfile's `ENV` and the `ConfigMap`;
 //! - the working directory is empty and read-only, as
-//!   `readOnlyRootFilesystem` makes the container's;
+//!   `readOnlyRootFilesystem` makes the container's{% if service_type == "worker" %}, but for the `data`
+//!   folder the data volume is mounted on{% endif %};
 //! - the process runs as the image's user (uid 65532) when the tests run
 //!   as root, as they do in CI containers; otherwise as the current user,
 //!   who is not root either.
@@ -53,6 +54,15 @@ impl ImageLayout {
             .expect("scratch bin/ is created");
         fs::copy(BINARY, layout.binary()).expect("the binary is copied");
         fs::create_dir(layout.workdir()).expect("scratch working folder is created");
+{%- if service_type == "worker" %}
+        // The volume the manifests mount at WORKDIR/data, writable by the
+        // image's user: the only place the worker may write.
+        let data = layout.workdir().join("data");
+        fs::create_dir(&data).expect("scratch data folder is created");
+        if let Some((uid, gid)) = image_user() {
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("data folder is chowned");
+        }
+{%- endif %}
         for (path, mode) in [
             (layout.root.as_path(), 0o755),
             (layout.binary().parent().expect("bin/"), 0o755),
@@ -167,13 +177,15 @@ fn the_binary_runs_as_the_image_runs_it_and_drains_on_sigterm() {
             ],
         );
         assert_eq!(count(&text, &info), 1);
-        // The probe above and the health check's request, once each.
-        for route in ["/readyz", "/healthz"] {
+        // `/readyz` answered 200 twice: the start's wait for readiness,
+        // which stops at the first 200, and the probe above; `/healthz`
+        // once, for the health check.
+        for (route, times) in [("/readyz", 2), ("/healthz", 1)] {
             let answered = series(
                 "nebula_http_requests_total",
                 &[("method", "GET"), ("route", route), ("status", "200")],
             );
-            assert_eq!(count(&text, &answered), 1, "{answered}");
+            assert_eq!(count(&text, &answered), times, "{answered}");
         }
 
         process.signal("TERM");

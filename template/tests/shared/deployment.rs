@@ -23,6 +23,8 @@ pub struct Dockerfile {
     pub env: Vec<(String, String)>,
     pub expose: Vec<u16>,
     pub user: Option<String>,
+    /// `WORKDIR` of the last stage, if it sets one.
+    pub workdir: Option<String>,
     pub entrypoint: Vec<String>,
     /// The command of `HEALTHCHECK ... CMD [...]`.
     pub healthcheck: Vec<String>,
@@ -55,6 +57,7 @@ impl Dockerfile {
                     file.env.clear();
                     file.expose.clear();
                     file.user = None;
+                    file.workdir = None;
                     file.entrypoint.clear();
                     file.healthcheck.clear();
                     file.healthcheck_options.clear();
@@ -67,6 +70,7 @@ impl Dockerfile {
                         .unwrap_or_else(|_| panic!("EXPOSE {port} is not a TCP port"))
                 })),
                 "USER" => file.user = Some(rest.to_owned()),
+                "WORKDIR" => file.workdir = Some(rest.to_owned()),
                 "ENTRYPOINT" => file.entrypoint = exec_form("ENTRYPOINT", rest),
                 "HEALTHCHECK" => {
                     let (options, command) = rest
