@@ -203,6 +203,9 @@ impl Launch {
             reader: Some(reader),
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+{%- if service_type == "worker" %}
+            _database: self.database.clone(),
+{%- endif %}
         };
         let ready = process
             .wait_for_event("the ready event", |event| event["message"] == "ready")
@@ -277,6 +280,11 @@ pub struct Process {
     reader: Option<JoinHandle<()>>,
     pub address: SocketAddr,
     pub metrics_address: SocketAddr,
+{%- if service_type == "worker" %}
+    /// Kept while the process runs, so its folder is not removed under it
+    /// when the launch that made it is gone.
+    _database: Option<Arc<TestDatabase>>,
+{%- endif %}
 }
 
 /// How a process ended.
