@@ -41,7 +41,11 @@ impl MigrationError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database(error) => error.is_transient(),
-            Self::Migrate(MigrateError::Execute(_) | MigrateError::ExecuteMigration(..)) => true,
+            // A migration the database refuses (bad SQL, a conflict with
+            // the schema) is not retried: only a database away or busy is.
+            Self::Migrate(
+                MigrateError::Execute(source) | MigrateError::ExecuteMigration(source, _),
+            ) => super::is_transient(source),
             Self::Migrate(_) => false,
         }
     }
@@ -93,7 +97,15 @@ pub async fn migrate(
         .await
         .map_err(MigrationError::Migrate)?;
     let applied = database
-        .run("migrate", async { Ok(migrator.run(database.pool()).await) })
+        .run("migrate", async {
+            // A connection of its own, closed afterwards rather than pooled:
+            // on PostgreSQL the migrator holds a session advisory lock, and
+            // a run cut by the timeout must not leave it held on a pooled
+            // connection, where it would block every other replica.
+            let mut connection = database.pool().acquire().await?;
+            connection.close_on_drop();
+            Ok(migrator.run_direct(&mut *connection).await)
+        })
         .await?;
     applied.map_err(MigrationError::Migrate)
 }

@@ -4,11 +4,12 @@
 //!
 //! Every call goes through [`Database::run`], which holds it to the
 //! database timeout (`timeouts.database_ms`, the Nebula 5 s rule) and runs
-//! it in a `db.query` span with `db.operation`. The same limit is set in
-//! the engines themselves, so a wait that the timeout would cut is cut
-//! there first and the connection stays usable: the pool's acquire timeout,
-//! SQLite's `busy_timeout`, PostgreSQL's `statement_timeout` and
-//! `lock_timeout`.
+//! it in a `db.query` span with `db.operation`. The engines enforce a
+//! slightly shorter limit themselves ([`engine_limit`]): the pool's acquire
+//! timeout, SQLite's `busy_timeout`, PostgreSQL's `statement_timeout` and
+//! `lock_timeout`. A slow statement is then cut by the database, rolled
+//! back and reported, before the outer timeout gives up on an answer it can
+//! no longer know (a write that commits after its caller stopped waiting).
 //!
 //! SQLite settings that keep a commit true after a crash or a power loss:
 //! WAL (readers run beside the one writer), `synchronous = FULL` (each
@@ -93,31 +94,60 @@ impl DbError {
     }
 
     fn classify(operation: &'static str, timeout: Duration, source: sqlx::Error) -> Self {
-        let timed_out = Self::Timeout {
-            operation,
-            timeout_ms: duration_ms(timeout),
-        };
-        match &source {
-            sqlx::Error::PoolTimedOut => timed_out,
+        match Cause::of(&source) {
+            Cause::Timeout => Self::Timeout {
+                operation,
+                timeout_ms: duration_ms(timeout),
+            },
+            Cause::Unavailable => Self::Unavailable { operation, source },
+            Cause::Refused => Self::Failed { operation, source },
+        }
+    }
+}
+
+/// What an error from sqlx says about the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// A wait ran out: for a pooled connection, a lock, a statement.
+    Timeout,
+    /// The database cannot be reached, or is starting or shutting down.
+    Unavailable,
+    /// The database answered and refused: a constraint, bad SQL, a type.
+    Refused,
+}
+
+impl Cause {
+    fn of(source: &sqlx::Error) -> Self {
+        match source {
+            sqlx::Error::PoolTimedOut => Self::Timeout,
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => Self::Unavailable { operation, source },
+            | sqlx::Error::Protocol(_) => Self::Unavailable,
             sqlx::Error::Database(error) => match error.code().as_deref() {
                 // SQLite: busy or locked past busy_timeout (the primary
                 // codes and their extended forms). PostgreSQL:
                 // statement_timeout (57014), lock_timeout (55P03).
-                Some("5" | "6" | "261" | "262" | "517" | "773" | "57014" | "55P03") => timed_out,
+                Some("5" | "6" | "261" | "262" | "517" | "773" | "57014" | "55P03") => {
+                    Self::Timeout
+                }
                 // PostgreSQL: shutting down, starting up, connection lost.
                 Some(code) if code.starts_with("57P") || code.starts_with("08") => {
-                    Self::Unavailable { operation, source }
+                    Self::Unavailable
                 }
-                _ => Self::Failed { operation, source },
+                _ => Self::Refused,
             },
-            _ => Self::Failed { operation, source },
+            _ => Self::Refused,
         }
     }
+}
+
+/// Whether `source` says the database was slow or away (worth trying
+/// again later), rather than refusing the statement.
+#[must_use]
+pub fn is_transient(source: &sqlx::Error) -> bool {
+    Cause::of(source) != Cause::Refused
 }
 
 /// Why the pool could not be set up. Nothing has been connected yet.
@@ -163,10 +193,10 @@ impl Database {
             url: url.clone(),
             source,
         })?;
-        let session = session_settings(backend, timeout);
+        let session = session_settings(backend, engine_limit(timeout));
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
-            .acquire_timeout(timeout)
+            .acquire_timeout(engine_limit(timeout))
             .after_connect(move |connection, _| Box::pin(configure(connection, session.clone())))
             .connect_lazy_with(options);
         Ok(Self {
@@ -196,7 +226,8 @@ impl Database {
     where
         F: Future<Output = Result<T, sqlx::Error>>,
     {
-        let span = tracing::debug_span!("db.query", db.operation = operation);
+        // INFO, so that a failure logged at the default level carries it.
+        let span = tracing::info_span!("db.query", db.operation = operation);
         async {
             let result = match tokio::time::timeout(self.timeout, call).await {
                 Ok(Ok(value)) => return Ok(value),
@@ -248,10 +279,17 @@ async fn configure(connection: &mut AnyConnection, session: String) -> Result<()
     connection.execute(session.as_str()).await.map(drop)
 }
 
+/// The limit the engines and the pool enforce: a tenth below the database
+/// timeout, so that theirs fires first and the outer one is the backstop.
+#[must_use]
+pub fn engine_limit(timeout: Duration) -> Duration {
+    timeout.saturating_sub(timeout / 10)
+}
+
 /// What every new connection is told, so that the engine itself enforces
 /// the database timeout.
-fn session_settings(backend: Backend, timeout: Duration) -> String {
-    let timeout_ms = duration_ms(timeout);
+fn session_settings(backend: Backend, limit: Duration) -> String {
+    let timeout_ms = duration_ms(limit);
     match backend {
         Backend::Sqlite => format!(
             "PRAGMA busy_timeout = {timeout_ms}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"

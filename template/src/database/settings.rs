@@ -69,7 +69,8 @@ impl DatabaseUrl {
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 
-    /// The URL with the password of its user part, if any, as `***`.
+    /// The URL with its passwords shown as `***`: the user part's, and a
+    /// `password=` query parameter's (both are accepted by the drivers).
     #[must_use]
     pub fn redacted(&self) -> String {
         let Some((scheme, rest)) = self.0.split_once("://") else {
@@ -77,16 +78,39 @@ impl DatabaseUrl {
         };
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);
-        match authority.rsplit_once('@') {
+        let authority = match authority.rsplit_once('@') {
             Some((user_info, host)) if user_info.contains(':') => {
                 let user = user_info
                     .split_once(':')
                     .map_or(user_info, |(user, _)| user);
-                format!("{scheme}://{user}:***@{host}{tail}")
+                format!("{user}:***@{host}")
             }
-            _ => self.0.clone(),
-        }
+            _ => authority.to_owned(),
+        };
+        format!("{scheme}://{authority}{}", redact_query_password(tail))
     }
+}
+
+/// `tail` (path, query, fragment) with the value of every `password=`
+/// query parameter as `***`.
+fn redact_query_password(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let (query, fragment) = query
+        .split_once('#')
+        .map_or((query, None), |(query, fragment)| (query, Some(fragment)));
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    let fragment = fragment
+        .map(|fragment| format!("#{fragment}"))
+        .unwrap_or_default();
+    format!("{path}?{}{fragment}", parameters.join("&"))
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -189,6 +213,20 @@ mod tests {
             })
             .unwrap()
             .contains("s3cret")
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_never_shown() {
+        let url = DatabaseUrl::new("postgres://app@db/jobs?sslmode=require&password=s3cret");
+        assert_eq!(
+            url.redacted(),
+            "postgres://app@db/jobs?sslmode=require&password=***"
+        );
+        let both = DatabaseUrl::new("postgresql://app:one@db/jobs?PASSWORD=two#x");
+        assert_eq!(
+            both.redacted(),
+            "postgresql://app:***@db/jobs?PASSWORD=***#x"
         );
     }
 

@@ -23,11 +23,6 @@ impl Connected {
         self.0.cancelled().await;
     }
 
-    #[must_use]
-    pub fn is_connected(&self) -> bool {
-        self.0.is_cancelled()
-    }
-
     fn fire(&self) {
         self.0.cancel();
     }

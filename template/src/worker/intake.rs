@@ -139,6 +139,14 @@ async fn status(State(intake): State<Intake>, Path(id): Path<String>) -> Respons
     if id.parse::<JobId>().is_err() {
         return error_response(StatusCode::NOT_FOUND, "no such job");
     }
+    // While the background check finds the database away, answer at once
+    // instead of holding the request for the database timeout.
+    if !intake.gate.is_open() {
+        return unavailable(
+            intake.retry_after_secs,
+            "the job store is unavailable, retry later",
+        );
+    }
     match intake.store.status(&id).await {
         Ok(Some(status)) => Json(status).into_response(),
         Ok(None) => error_response(StatusCode::NOT_FOUND, "no such job"),

@@ -3,7 +3,7 @@
 //! Every heartbeat interval the lease is extended in the database. The
 //! worker stops trusting its lease in two cases: the database says the
 //! row is no longer ours (rescued, so another worker may be running it),
-//! or heartbeats kept failing until the lease we last secured ran out (the
+//! or no heartbeat succeeded before the lease we last secured ran out (the
 //! database cannot tell us, and a rescuer may already have taken it). Both
 //! cancel the attempt; its outcome is never written.
 
@@ -36,6 +36,10 @@ impl LeaseLost {
 /// `Ok(false)`: no longer ours) until it is lost; it never returns
 /// otherwise, so run it beside the attempt and stop it when that ends.
 /// `lease` is the length of each extension; the claim secured the first.
+///
+/// The lease is given up the moment the last secured one runs out, even
+/// while a heartbeat is still waiting for the database: from then on a
+/// rescuer may hand the job to another worker.
 pub async fn keep_lease<F, Fut>(interval: Duration, lease: Duration, mut beat: F) -> LeaseLost
 where
     F: FnMut() -> Fut,
@@ -43,16 +47,21 @@ where
 {
     let mut secured_until = Instant::now() + lease;
     loop {
-        tokio::time::sleep(interval).await;
-        let sent = Instant::now();
-        match beat().await {
+        let next_beat = async {
+            tokio::time::sleep(interval).await;
+            let sent = Instant::now();
+            (sent, beat().await)
+        };
+        let (sent, result) = tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(secured_until) => return LeaseLost::Expired,
+            beat = next_beat => beat,
+        };
+        match result {
             Ok(true) => secured_until = sent + lease,
             Ok(false) => return LeaseLost::Fenced,
-            // Logged by the database layer; try again unless it is too late.
+            // Logged by the database layer; the next heartbeat tries again.
             Err(_) => {}
-        }
-        if Instant::now() >= secured_until {
-            return LeaseLost::Expired;
         }
     }
 }
@@ -95,7 +104,7 @@ mod tests {
         let started = Instant::now();
         let lost = keep_lease(INTERVAL, LEASE, || async { Err(timed_out()) }).await;
         assert_eq!(lost, LeaseLost::Expired);
-        // The claim's lease ends at 30 s; the heartbeat at 30 s sees it.
+        // The claim's lease ends at 30 s.
         assert_eq!(started.elapsed(), LEASE);
     }
 
@@ -114,7 +123,16 @@ mod tests {
         })
         .await;
         assert_eq!(lost, LeaseLost::Expired);
-        // Extended at 20 s to 50 s, so the heartbeat at 50 s gives up.
+        // Extended at 20 s to 50 s, so the lease is given up at 50 s.
         assert_eq!(started.elapsed(), Duration::from_secs(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_that_never_answers_gives_the_lease_up_when_it_runs_out() {
+        let started = Instant::now();
+        let lost = keep_lease(INTERVAL, LEASE, std::future::pending).await;
+        assert_eq!(lost, LeaseLost::Expired);
+        // The first heartbeat (at 10 s) hangs; the claim's lease ends at 30 s.
+        assert_eq!(started.elapsed(), LEASE);
     }
 }

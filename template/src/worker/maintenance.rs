@@ -34,30 +34,47 @@ pub struct Maintenance {
 
 impl Maintenance {
     /// Runs until the drain starts. Failures are logged by the database
-    /// layer and tried again at the next tick.
+    /// layer and tried again at the next tick. The depth estimate is
+    /// refreshed beside the rescue and the prune, not after them, so a
+    /// long prune cannot leave it stale.
     pub async fn run(self, draining: CancellationToken) -> TaskResult {
         tokio::select! {
             biased;
             () = draining.cancelled() => return Ok(()),
             () = self.connected.wait() => {}
         }
+        tokio::join!(self.upkeep(&draining), self.refresh_depth(&draining));
+        Ok(())
+    }
+
+    async fn upkeep(&self, draining: &CancellationToken) {
         let mut rescue = tokio::time::interval(self.rescue_interval);
-        let mut depth = tokio::time::interval(DEPTH_REFRESH);
         let mut prune = tokio::time::interval(PRUNE_INTERVAL);
-        for timer in [&mut rescue, &mut depth, &mut prune] {
+        for timer in [&mut rescue, &mut prune] {
             timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         loop {
             tokio::select! {
                 biased;
-                () = draining.cancelled() => return Ok(()),
+                () = draining.cancelled() => return,
                 _ = rescue.tick() => self.rescue().await,
+                _ = prune.tick() => self.prune().await,
+            }
+        }
+    }
+
+    async fn refresh_depth(&self, draining: &CancellationToken) {
+        let mut depth = tokio::time::interval(DEPTH_REFRESH);
+        depth.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = draining.cancelled() => return,
                 _ = depth.tick() => {
                     if let Ok(waiting) = self.store.count_queued().await {
                         self.backlog.refresh(waiting);
                     }
                 }
-                _ = prune.tick() => self.prune().await,
             }
         }
     }

@@ -3,7 +3,10 @@
 //!
 //! Fencing: a claim raises the row's `token` and returns it; completion,
 //! retry, failure, heartbeat and release are written only where the row is
-//! still `running` under that token. A rescue raises the token too, so a
+//! still under that token. Outcome writes also match the state they write,
+//! so writing one again is harmless: a write that timed out may have
+//! committed, and its retry must then find it done rather than lost (no
+//! other claim can have written under this token). A rescue raises the token too, so a
 //! worker that lost its lease (paused, partitioned, slow) can no longer
 //! write anything about that job. The rescue itself is one guarded
 //! statement, so it cannot overwrite a job that finished meanwhile.
@@ -99,11 +102,6 @@ impl Store {
     #[must_use]
     pub const fn new(database: Database) -> Self {
         Self { database }
-    }
-
-    #[must_use]
-    pub const fn database(&self) -> &Database {
-        &self.database
     }
 
     /// Inserts `jobs` in one transaction (one commit for the whole batch)
@@ -222,13 +220,14 @@ impl Store {
     /// Records success. `Ok(false)`: the lease was lost, nothing recorded.
     ///
     /// # Errors
-    /// [`DbError`]; nothing was recorded.
+    /// [`DbError`]; a write that timed out may still have been recorded,
+    /// and writing it again is safe.
     pub async fn succeed(&self, job: &Claimed) -> Result<bool, DbError> {
         self.fenced(
             "complete_job",
             "UPDATE jobs SET state = 'succeeded', lease_until = NULL, last_error = NULL,
                  finished_at = $3, updated_at = $4
-             WHERE id = $1 AND token = $2 AND state = 'running'",
+             WHERE id = $1 AND token = $2 AND state IN ('running', 'succeeded')",
             job,
             now_ms(),
             None,
@@ -239,7 +238,8 @@ impl Store {
     /// Records a failed attempt and when the next one may start.
     ///
     /// # Errors
-    /// [`DbError`]; nothing was recorded.
+    /// [`DbError`]; a write that timed out may still have been recorded,
+    /// and writing it again is safe.
     pub async fn retry(
         &self,
         job: &Claimed,
@@ -250,7 +250,7 @@ impl Store {
             "retry_job",
             "UPDATE jobs SET state = 'queued', lease_until = NULL, last_error = $5,
                  run_at = $3, updated_at = $4
-             WHERE id = $1 AND token = $2 AND state = 'running'",
+             WHERE id = $1 AND token = $2 AND state IN ('running', 'queued')",
             job,
             now_ms().saturating_add(ms(delay)),
             Some(error),
@@ -261,13 +261,14 @@ impl Store {
     /// Records that the job failed for good.
     ///
     /// # Errors
-    /// [`DbError`]; nothing was recorded.
+    /// [`DbError`]; a write that timed out may still have been recorded,
+    /// and writing it again is safe.
     pub async fn fail(&self, job: &Claimed, error: &str) -> Result<bool, DbError> {
         self.fenced(
             "fail_job",
             "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = $5,
                  finished_at = $3, updated_at = $4
-             WHERE id = $1 AND token = $2 AND state = 'running'",
+             WHERE id = $1 AND token = $2 AND state IN ('running', 'failed')",
             job,
             now_ms(),
             Some(error),

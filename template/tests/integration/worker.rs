@@ -14,7 +14,11 @@ use crate::{
     test_database::{Engine, TestDatabase},
 };
 
-use {{crate_name}}::{Settings, Stopped, database::DatabaseUrl};
+use {{crate_name}}::{
+    Settings, Stopped,
+    database::{self, Database, DatabaseUrl},
+    worker::{self, JobId, JobRequest, NewJob, Store},
+};
 
 /// Runs an `async fn(Engine)` scenario as two tests, `sqlite` and
 /// `postgres`; the second is skipped, with a note, without a server.
@@ -40,6 +44,8 @@ on_both_engines!(
     accepted_jobs_run_and_finish_exactly_once,
     failed_attempts_are_retried_from_the_database,
     a_repeated_idempotency_key_creates_no_second_job,
+    concurrent_requests_with_one_key_on_two_replicas_create_one_job,
+    an_outcome_written_again_is_found_recorded,
     a_full_queue_refuses_jobs_with_503,
     the_drain_leaves_queued_jobs_for_the_next_start,
     jobs_cut_at_the_deadline_are_released_without_counting_the_attempt,
@@ -205,6 +211,87 @@ async fn a_repeated_idempotency_key_creates_no_second_job(engine: Engine) {
     service.stop().await.unwrap();
 }
 
+/// Two replicas on one database get the same key eight times at once:
+/// every request is answered 202 with one id, and one job exists.
+async fn concurrent_requests_with_one_key_on_two_replicas_create_one_job(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "idempotency_race").await else {
+        return;
+    };
+    let replicas = [start(on(&database)).await, start(on(&database)).await];
+    let requests = (0..8).map(|index| {
+        let replica = &replicas[index % 2];
+        replica
+            .client
+            .post(replica.url("/jobs"))
+            .header("idempotency-key", "order-42")
+            .json(&json!({}))
+            .send()
+    });
+    let mut ids = Vec::new();
+    for response in futures_util::future::join_all(requests).await {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one id for every request: {ids:?}");
+
+    let mut connection = database.connect().await;
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.ok();
+    assert_eq!(jobs, 1, "one key, one job");
+    for replica in replicas {
+        replica.stop().await.unwrap();
+    }
+}
+
+/// An outcome write that timed out may still have committed, and its
+/// retry must then find the outcome recorded (and log `job finished`)
+/// rather than report the lease lost. Another outcome cannot replace it.
+async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "outcome_again").await else {
+        return;
+    };
+    let settings = on(&database);
+    worker::migrate(&settings).await.unwrap();
+    let store =
+        Store::new(Database::open(&settings.database, settings.timeouts.database()).unwrap());
+    let job = NewJob {
+        id: JobId::new(),
+        idempotency_key: None,
+        request: JobRequest::default(),
+    };
+    store.insert_batch(&[job]).await.unwrap();
+    let claimed = store
+        .claim(1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .pop()
+        .expect("the job is claimed");
+
+    assert!(store.succeed(&claimed).await.unwrap());
+    assert!(
+        store.succeed(&claimed).await.unwrap(),
+        "writing the same outcome again finds it recorded"
+    );
+    assert!(
+        !store.fail(&claimed, "late").await.unwrap(),
+        "a different outcome does not replace it"
+    );
+    let status = store
+        .status(&claimed.id.to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.state, "succeeded");
+    assert_eq!(status.attempts, 1);
+}
+
 /// One worker busy with an endless job and room for one waiting job:
 /// further jobs are refused with 503 and `Retry-After`.
 async fn a_full_queue_refuses_jobs_with_503(engine: Engine) {
@@ -335,9 +422,10 @@ async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
     assert_eq!(finished(&logs)[&id], ["succeeded"]);
 }
 
-/// Another connection holds the write lock: intake's commit waits for the
-/// database timeout, then answers 503 with `Retry-After`; once the lock is
-/// gone, intake works again.
+/// Another connection holds the write lock: intake's commit and the
+/// workers' claim wait for the database timeout and fail with it, intake
+/// answers 503 with `Retry-After`; once the lock is gone, jobs are
+/// accepted and run again.
 async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     let Some(database) = TestDatabase::create(engine, "held_lock").await else {
         return;
@@ -358,16 +446,27 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     let waited = started.elapsed();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
-    // The timeout is 300 ms; ten times that bounds the rest of the path.
+    // The engine gives up a tenth before the 300 ms timeout; ten times the
+    // timeout bounds the rest of the path.
+    let timeout = Duration::from_millis(300);
     assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        waited >= database::engine_limit(timeout) && waited < timeout * 10,
         "waited {waited:?}"
     );
-    let failed = logs.events("database call failed");
+    let timed_out = |operation: &str| {
+        logs.events("database call failed")
+            .iter()
+            .any(|event| event["db.operation"] == operation && event["error.kind"] == "timeout")
+    };
     assert!(
-        failed.iter().any(|event| event["db.operation"] == "insert_jobs" && event["error.kind"] == "timeout"),
-        "the timeout is logged with its operation: {failed:?}"
+        timed_out("insert_jobs"),
+        "the timeout is logged with its operation"
     );
+    // The idle workers poll meanwhile: their claim meets the lock as well.
+    eventually("the workers' claim to time out", || async {
+        timed_out("claim_jobs").then_some(())
+    })
+    .await;
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut holder)
         .await

@@ -4,7 +4,7 @@
 //! or a network partition, while the test's own server keeps running for
 //! the other tests.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use tokio::{
     net::{TcpSocket, TcpStream},
@@ -73,9 +73,18 @@ pub fn server_address(url: &str) -> SocketAddr {
     let host_port = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
-    host_port.parse().unwrap_or_else(|_| {
-        panic!("the test PostgreSQL URL needs a numeric host:port, not {host_port}")
-    })
+    // A name such as `localhost` (as in the generated CI) is resolved here;
+    // without a port, PostgreSQL's 5432 is meant.
+    let with_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .unwrap_or_else(|| panic!("the test PostgreSQL URL's host {host_port} does not resolve"))
 }
 
 /// `url` with its host and port replaced by `address`.
