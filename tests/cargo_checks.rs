@@ -2,7 +2,9 @@
 //! run: build (all targets), its tests, clippy with warnings denied, and
 //! rustfmt. A project generated without deployment files or CI workflow
 //! passes clippy and rustfmt too (its tests are a subset of the default
-//! project's, on the same code).
+//! project's, on the same code). The worker generated with
+//! `database=postgres` runs its deployment tests, the only code that option
+//! changes, under clippy and rustfmt too.
 //!
 //! These are the slow tests. All projects share one target directory
 //! (`target/generated`), so dependencies compile once for all types; cargo
@@ -106,6 +108,39 @@ fn builds_without_deployment_or_ci(service_type: &'static str) {
     lints_and_format(service_type, project, locked);
 }
 
+/// `database=postgres` changes only the worker's deployment files and
+/// `tests/deployment.rs` (`generated_files` checks that): the rest is the
+/// default worker's code, which [`worker`] builds and tests in full. So only
+/// the library and that test crate are built here, on the dependencies the
+/// other projects compiled: its tests run, and pass clippy and rustfmt.
+fn worker_on_postgres_passes_its_deployment_tests() {
+    let _one_at_a_time = one_at_a_time();
+    let service_type = "worker";
+    let generated = Generated::with_options(
+        &longest_name("postgres-worker"),
+        service_type,
+        &["database=postgres"],
+    );
+    let project = &generated.project;
+    let locked = prepare_dependencies(service_type, project);
+    cargo_step(
+        service_type,
+        project,
+        &[&["test", "--test", "deployment"], locked].concat(),
+    );
+    cargo_step(
+        service_type,
+        project,
+        &[
+            &["clippy", "--test", "deployment"],
+            locked,
+            &["--", "-D", "warnings"],
+        ]
+        .concat(),
+    );
+    cargo_step(service_type, project, &["fmt", "--check"]);
+}
+
 #[test]
 fn api() {
     passes_cargo_checks("api");
@@ -119,6 +154,11 @@ fn worker() {
 #[test]
 fn scheduler() {
     passes_cargo_checks("scheduler");
+}
+
+#[test]
+fn worker_on_postgres() {
+    worker_on_postgres_passes_its_deployment_tests();
 }
 
 #[test]

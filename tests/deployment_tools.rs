@@ -2,7 +2,8 @@
 //! hadolint on the `Dockerfile`, kubernetes-validate on
 //! `deploy/kubernetes/*.yaml`, actionlint on `.github/workflows/ci.yml`, and
 //! cargo-deny's license, ban and source checks on the dependency tree with
-//! `deny.toml`.
+//! `deny.toml`. The worker's PostgreSQL shape (`database=postgres`, which
+//! changes only the manifests among these files) gets kubernetes-validate.
 //!
 //! A tool that is not installed is skipped with a note, unless
 //! `NEBULA_TEMPLATE_REQUIRE_VALIDATORS=1` (set by `.ci/run`, which installs
@@ -12,7 +13,7 @@ mod common;
 
 use std::{io::ErrorKind, path::Path, process::Command};
 
-use common::{Generated, note, output_tail, prepare_dependencies, read_text};
+use common::{Generated, files_below, note, output_tail, prepare_dependencies, read_text};
 
 /// Set to `1` to fail, instead of skip, when a validator is not installed.
 const REQUIRE_VALIDATORS_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_VALIDATORS";
@@ -24,7 +25,8 @@ const REQUIRE_VALIDATORS_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_VALIDATORS";
 /// ships (the default of the generated CI's pinned version).
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
 
-/// The manifests under `deploy/kubernetes/`.
+/// The manifests under `deploy/kubernetes/` that every project has (the
+/// worker adds its PersistentVolumeClaim with `database=sqlite`).
 const MANIFESTS: [&str; 4] = [
     "configmap.yaml",
     "deployment.yaml",
@@ -158,6 +160,42 @@ fn workflow_problems(service_type: &str, project: &Path) -> Vec<String> {
     problems
 }
 
+/// Every `.yaml` under `deploy/kubernetes/`, as the generated CI validates
+/// them; the ones of [`MANIFESTS`] that are missing are problems.
+fn manifests(project: &Path, problems: &mut Vec<String>) -> Vec<String> {
+    let found: Vec<String> = files_below(&project.join("deploy/kubernetes"))
+        .iter()
+        .filter(|file| file.extension().is_some_and(|ext| ext == "yaml"))
+        .map(|file| format!("deploy/kubernetes/{}", file.display()))
+        .collect();
+    for name in MANIFESTS {
+        let path = format!("deploy/kubernetes/{name}");
+        if !found.contains(&path) {
+            problems.push(format!("{path} is missing"));
+        }
+    }
+    found
+}
+
+/// kubernetes-validate `--strict` on the manifests, against each of
+/// [`KUBERNETES_VERSIONS`].
+fn manifest_problems(service_type: &str, project: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let manifests = manifests(project, &mut problems);
+    for version in KUBERNETES_VERSIONS {
+        let mut command = Command::new("kubernetes-validate");
+        command.args(["--strict", "--kubernetes-version", version]);
+        command.args(&manifests);
+        match run(service_type, &KUBERNETES_VALIDATE, project, &mut command) {
+            Outcome::Passed => {}
+            Outcome::Failed(problem) => problems.push(problem),
+            // Noted once, not once per version.
+            Outcome::Missing => break,
+        }
+    }
+    problems
+}
+
 /// Runs every validator on the project generated for `service_type` and
 /// reports all failures at once.
 fn deployment_files_pass_their_tools(service_type: &'static str) {
@@ -175,17 +213,7 @@ fn deployment_files_pass_their_tools(service_type: &'static str) {
         .problem(),
     );
 
-    for version in KUBERNETES_VERSIONS {
-        let mut command = Command::new("kubernetes-validate");
-        command.args(["--strict", "--kubernetes-version", version]);
-        command.args(MANIFESTS.map(|name| format!("deploy/kubernetes/{name}")));
-        match run(service_type, &KUBERNETES_VALIDATE, project, &mut command) {
-            Outcome::Passed => {}
-            Outcome::Failed(problem) => problems.push(problem),
-            // Noted once, not once per version.
-            Outcome::Missing => break,
-        }
-    }
+    problems.extend(manifest_problems(service_type, project));
 
     problems.extend(workflow_problems(service_type, project));
 
@@ -229,6 +257,19 @@ fn worker() {
 #[test]
 fn scheduler() {
     deployment_files_pass_their_tools("scheduler");
+}
+
+/// The worker's PostgreSQL shape: replicas, the URL from a Secret, no claim.
+#[test]
+fn worker_on_postgres_manifests_pass_kubernetes_validate() {
+    let generated = Generated::with_options("deploy-pg-worker", "worker", &["database=postgres"]);
+    let problems = manifest_problems("worker", &generated.project);
+    assert!(
+        problems.is_empty(),
+        "[worker] database=postgres: the manifests of {} do not pass kubernetes-validate:\n\n{}",
+        generated.project.display(),
+        problems.join("\n")
+    );
 }
 
 /// Without deployment files the workflow loses its image and manifest jobs

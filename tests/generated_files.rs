@@ -4,13 +4,17 @@
 //! the default configuration with only its own section, and a manifest with
 //! the promised toolchain floor and no blanket Tokio features. The
 //! deployment files and the CI workflow are there by default, and gone with
-//! `deployment=none` and `ci=none`.
+//! `deployment=none` and `ci=none`. The worker's PersistentVolumeClaim is
+//! there with `database=sqlite` (the default) and gone with
+//! `database=postgres`, which changes nothing but the deployment files, their
+//! tests and the README (and nothing at all for the other types, or without
+//! deployment files).
 //!
 //! Cheap (no build): generation only.
 
 mod common;
 
-use std::path::Path;
+use std::{fs, path::Path};
 
 use common::{Generated, SERVICE_TYPES, files_below, read_text};
 
@@ -32,6 +36,10 @@ const DEPLOYMENT_FILES: [&str; 9] = [
 
 /// Files that `ci=github` (the default) adds, and `none` leaves out.
 const CI_FILES: [&str; 1] = [".github/workflows/ci.yml"];
+
+/// The worker's claim for its SQLite file: `database=sqlite` (the default)
+/// adds it, `postgres` leaves it out.
+const CLAIM: [&str; 1] = ["deploy/kubernetes/persistentvolumeclaim.yaml"];
 
 /// Problems with the optional files: each of `files` must exist when
 /// `present`, and must not otherwise.
@@ -99,6 +107,11 @@ fn has_its_own_files(service_type: &'static str) {
         true,
     ));
     problems.extend(check_optional(project, "ci", &CI_FILES, true));
+    if service_type == "worker" {
+        problems.extend(check_optional(project, "database", &CLAIM, true));
+    } else if project.join(CLAIM[0]).exists() {
+        problems.push(format!("has {}, which only the worker uses", CLAIM[0]));
+    }
     if !project.join("deny.toml").is_file() {
         problems.push("missing deny.toml".to_owned());
     }
@@ -254,4 +267,98 @@ fn worker_without_deployment_or_ci() {
 #[test]
 fn scheduler_without_deployment_or_ci() {
     leaves_out_deployment_and_ci("scheduler");
+}
+
+/// `database=postgres`: the worker's deployment files without the claim
+/// (the rest of them, and everything else, still there).
+#[test]
+fn worker_on_postgres() {
+    let generated = Generated::with_options("files-pg-worker", "worker", &["database=postgres"]);
+    let project = &generated.project;
+    let mut problems = check_optional(project, "database", &CLAIM, false);
+    problems.extend(check_optional(
+        project,
+        "deployment",
+        &DEPLOYMENT_FILES,
+        true,
+    ));
+    problems.extend(check_optional(project, "ci", &CI_FILES, true));
+    assert!(
+        problems.is_empty(),
+        "[worker] database=postgres, {}:\n  - {}",
+        project.display(),
+        problems.join("\n  - ")
+    );
+}
+
+/// The files whose content differs between two projects of the same name,
+/// and those only one of them has.
+fn differences(left: &Path, right: &Path) -> Vec<String> {
+    let left_files = files_below(left);
+    let right_files = files_below(right);
+    let mut differing: Vec<String> = left_files
+        .iter()
+        .chain(right_files.iter().filter(|file| !left_files.contains(file)))
+        .filter(|file| fs::read(left.join(file)).ok() != fs::read(right.join(file)).ok())
+        .map(|file| file.display().to_string())
+        .collect();
+    differing.sort();
+    differing
+}
+
+/// Generates `service_type` twice under one name, with `options` and with
+/// `other_options`, and returns the files that differ.
+fn differences_between(
+    service_type: &'static str,
+    options: &[&str],
+    other_options: &[&str],
+) -> Vec<String> {
+    let name = format!("db-option-{service_type}");
+    let one = Generated::with_options(&name, service_type, options);
+    let other = Generated::with_options(&name, service_type, other_options);
+    differences(&one.project, &other.project)
+}
+
+/// For the worker, `database` shapes only the deployment files, their tests
+/// and the README: the code is the same, which is why the harness runs only
+/// `tests/deployment.rs` of the postgres variant (`cargo_checks`).
+#[test]
+fn the_database_option_changes_only_the_worker_s_deployment_files() {
+    let differing = differences_between("worker", &["database=sqlite"], &["database=postgres"]);
+    let expected = [
+        "README.md",
+        "deploy/kubernetes/deployment.yaml",
+        CLAIM[0],
+        "tests/deployment.rs",
+    ];
+    assert_eq!(
+        differing, expected,
+        "[worker] database=sqlite and database=postgres differ in these files"
+    );
+}
+
+/// `database=sqlite` changes nothing for the other types, and no value
+/// changes anything without deployment files.
+#[test]
+fn the_database_option_changes_nothing_elsewhere() {
+    let mut problems = Vec::new();
+    for service_type in ["api", "scheduler"] {
+        let differing = differences_between(service_type, &[], &["database=sqlite"]);
+        if !differing.is_empty() {
+            problems.push(format!(
+                "[{service_type}] database=sqlite changes {differing:?}"
+            ));
+        }
+    }
+    let differing = differences_between(
+        "worker",
+        &["deployment=none", "database=sqlite"],
+        &["deployment=none", "database=postgres"],
+    );
+    if !differing.is_empty() {
+        problems.push(format!(
+            "[worker] with deployment=none, database=postgres changes {differing:?}"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -133,7 +133,11 @@ fn leftovers(raw_relative: &Path, raw: &str, rendered: &str) -> Vec<String> {
 }
 
 fn is_fully_rendered(service_type: &'static str) {
-    let generated = Generated::new("liquid", service_type);
+    has_no_liquid_left(&Generated::new("liquid", service_type));
+}
+
+fn has_no_liquid_left(generated: &Generated) {
+    let service_type = generated.service_type;
     let raw_root = raw_template_dir();
     let mut problems = Vec::new();
     for relative in files_below(&generated.project) {
@@ -177,6 +181,16 @@ fn worker() {
 #[test]
 fn scheduler() {
     is_fully_rendered("scheduler");
+}
+
+/// The other branch of the worker's deployment files and their tests.
+#[test]
+fn worker_on_postgres() {
+    has_no_liquid_left(&Generated::with_options(
+        "liquid-pg-worker",
+        "worker",
+        &["database=postgres"],
+    ));
 }
 
 /// The checker itself: an unrendered file is caught, rendered output and

@@ -257,7 +257,7 @@ fn selectors_and_references_find_their_objects() {
         "the container reads the ConfigMap"
     );
 }
-{% if service_type == "worker" %}
+{% if service_type == "worker" %}{% if database == "sqlite" %}
 /// The jobs outlive the pod: the default SQLite file's folder, resolved
 /// against the image's `WORKDIR`, is a mounted volume backed by the
 /// claim in `persistentvolumeclaim.yaml`, and one pod at a time uses it.
@@ -310,7 +310,88 @@ fn the_job_database_is_on_a_persistent_volume_used_by_one_pod() {
         );
     }
 }
-{% endif %}
+{% else %}
+/// Replicas share the jobs through PostgreSQL: several pods, rolled with a
+/// surge (each claims jobs with a lease, so old and new pods may overlap), no
+/// volume, and `database.url` from a Secret, since it holds a password, under
+/// a variable the service's settings loader reads; never in the `ConfigMap`.
+#[test]
+fn replicas_share_the_job_database_through_a_url_from_a_secret() {
+    let deployment = &manifest("deployment")["spec"];
+    let replicas = deployment["replicas"]
+        .as_u64()
+        .expect("replicas is a whole number");
+    assert!(
+        replicas >= 2,
+        "replicas is {replicas}: PostgreSQL is there for several pods"
+    );
+    let strategy = &deployment["strategy"];
+    assert_eq!(
+        strategy["type"], "RollingUpdate",
+        "replicas claim jobs with leases: old and new pods may share the database"
+    );
+    assert_eq!(
+        strategy["rollingUpdate"]["maxUnavailable"], 0,
+        "capacity never drops during a rollout"
+    );
+
+    let spec = pod_spec();
+    let container = container();
+    assert!(
+        spec["volumes"].is_null() && container["volumeMounts"].is_null(),
+        "the jobs are in PostgreSQL: no volume, and the root filesystem stays read-only"
+    );
+    assert!(
+        spec["securityContext"]["fsGroup"].is_null(),
+        "fsGroup is for a data volume, and there is none"
+    );
+    let claim = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/kubernetes/persistentvolumeclaim.yaml");
+    assert!(
+        !claim.exists(),
+        "{} is for the SQLite file; nothing uses it here",
+        claim.display()
+    );
+
+    let variable = format!("{ENV_PREFIX}_DATABASE__URL");
+    let env = container["env"]
+        .as_array()
+        .expect("the container has env entries");
+    let url = env
+        .iter()
+        .find(|entry| entry["name"] == variable.as_str())
+        .unwrap_or_else(|| panic!("the container sets {variable}: {env:?}"));
+    assert!(
+        url["value"].is_null(),
+        "{variable} must not be written in the manifest: {url}"
+    );
+    let secret = &url["valueFrom"]["secretKeyRef"];
+    for field in ["name", "key"] {
+        assert!(
+            secret[field].as_str().is_some_and(|text| !text.is_empty()),
+            "{variable} comes from a Secret: secretKeyRef.{field} is set: {url}"
+        );
+    }
+    for (key, _) in configmap_env() {
+        assert!(
+            !key.ends_with("_DATABASE__URL"),
+            "a database URL may hold a password: not in the ConfigMap"
+        );
+    }
+
+    // The Secret's value, through that variable, is the URL the pod runs on.
+    let value = "postgres://app:s3cret@db.example:5432/jobs";
+    let mut pod_env = pod_env();
+    pod_env.push((variable.clone(), value.to_owned()));
+    let settings = Settings::load_with_env(&Overrides::default(), pod_env)
+        .unwrap_or_else(|error| panic!("the pod's settings with {variable} do not load: {error}"));
+    assert_eq!(
+        settings.database.url.expose(),
+        value,
+        "{variable} sets database.url"
+    );
+}
+{% endif %}{% endif %}
 #[test]
 fn the_deployment_runs_the_image_of_this_version() {
     let image = container()["image"]
