@@ -3,9 +3,10 @@
 //!
 //! Concurrent starts of several replicas do not race: on PostgreSQL the
 //! migrator holds an advisory lock while it works; on SQLite each migration
-//! is one write transaction, so a second process waits for the first or
-//! fails with a timeout, and the start-up loop retries it until it finds
-//! the migrations applied. Migrations run under the database timeout like
+//! is one write transaction, so a second process waits for the first and
+//! then fails on what the first created, or with a timeout: it looks again
+//! at once, and the start-up loop retries a timeout, until it finds the
+//! migrations applied. Migrations run under the database timeout like
 //! every other call: give the `migrate` step a longer
 //! `timeouts.database_ms` for a migration that rewrites a large table.
 
@@ -96,16 +97,34 @@ pub async fn migrate(
     let migrator = Migrator::new(Embedded(migrations))
         .await
         .map_err(MigrationError::Migrate)?;
-    let applied = database
+    match run_on_own_connection(database, &migrator).await? {
+        Ok(()) => Ok(()),
+        // On SQLite nothing serialises migrators: another replica may have
+        // applied this migration between our look at the applied ones and
+        // our run of it ("table already exists"). One more run looks again
+        // and finds it applied; a migration that is wrong fails again.
+        Err(_) if database.backend() == Backend::Sqlite => {
+            run_on_own_connection(database, &migrator)
+                .await?
+                .map_err(MigrationError::Migrate)
+        }
+        Err(error) => Err(MigrationError::Migrate(error)),
+    }
+}
+
+/// One run of `migrator`, on a connection of its own that is closed
+/// afterwards rather than pooled: on PostgreSQL the migrator holds a
+/// session advisory lock, and a run cut by the timeout must not leave it
+/// held on a pooled connection, where it would block every other replica.
+async fn run_on_own_connection(
+    database: &Database,
+    migrator: &Migrator,
+) -> Result<Result<(), MigrateError>, DbError> {
+    database
         .run("migrate", async {
-            // A connection of its own, closed afterwards rather than pooled:
-            // on PostgreSQL the migrator holds a session advisory lock, and
-            // a run cut by the timeout must not leave it held on a pooled
-            // connection, where it would block every other replica.
             let mut connection = database.pool().acquire().await?;
             connection.close_on_drop();
             Ok(migrator.run_direct(&mut *connection).await)
         })
-        .await?;
-    applied.map_err(MigrationError::Migrate)
+        .await
 }

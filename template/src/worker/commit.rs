@@ -20,7 +20,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicI64, AtomicU64, Ordering},
 };
 
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -37,6 +37,10 @@ pub struct Backlog {
     committed: Arc<AtomicU64>,
     /// Admitted by intake here, not yet committed (or refused).
     reserved: Arc<AtomicU64>,
+    /// Every change this replica made to `committed` (created jobs up,
+    /// claimed jobs down), summed since start: a count read from the
+    /// database is adjusted by what changed while it was being read.
+    changes: Arc<AtomicI64>,
     capacity: u64,
 }
 
@@ -52,6 +56,7 @@ impl Backlog {
         Self {
             committed: Arc::new(AtomicU64::new(0)),
             reserved: Arc::new(AtomicU64::new(0)),
+            changes: Arc::new(AtomicI64::new(0)),
             capacity,
         }
     }
@@ -72,6 +77,10 @@ impl Backlog {
     /// (the others repeated an idempotency key).
     pub fn committed(&self, reserved: u64, created: u64) {
         self.committed.fetch_add(created, Ordering::Relaxed);
+        self.changes.fetch_add(
+            i64::try_from(created).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
         self.cancel(reserved);
     }
 
@@ -85,9 +94,22 @@ impl Backlog {
         self.capacity
     }
 
-    /// Replaces the estimate with a count read from the database.
-    pub fn refresh(&self, waiting: u64) {
-        self.committed.store(waiting, Ordering::Relaxed);
+    /// Marks the start of a count: pass it to [`Backlog::refresh`].
+    #[must_use]
+    pub fn counting(&self) -> i64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the estimate with `waiting`, as counted in the database
+    /// from `since` ([`Backlog::counting`]), plus what this replica
+    /// changed meanwhile: a claim made during the count is not undone.
+    pub fn refresh(&self, waiting: u64, since: i64) {
+        let meanwhile = self.changes.load(Ordering::Relaxed).saturating_sub(since);
+        let estimate = i64::try_from(waiting)
+            .unwrap_or(i64::MAX)
+            .saturating_add(meanwhile);
+        let estimate = u64::try_from(estimate).unwrap_or_default();
+        self.committed.store(estimate, Ordering::Relaxed);
         #[expect(clippy::cast_precision_loss, reason = "a gauge; counts far below 2^52")]
         metrics::gauge!(QUEUE_DEPTH).set(waiting as f64);
     }
@@ -95,6 +117,8 @@ impl Backlog {
     /// Counts jobs this replica claimed out of the queue.
     pub fn taken(&self, jobs: u64) {
         saturating_sub(&self.committed, jobs);
+        self.changes
+            .fetch_sub(i64::try_from(jobs).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 }
 

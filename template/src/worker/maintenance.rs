@@ -71,8 +71,9 @@ impl Maintenance {
                 biased;
                 () = draining.cancelled() => return,
                 _ = depth.tick() => {
+                    let since = self.backlog.counting();
                     if let Ok(waiting) = self.store.count_queued().await {
-                        self.backlog.refresh(waiting);
+                        self.backlog.refresh(waiting, since);
                     }
                 }
             }
