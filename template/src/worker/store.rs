@@ -11,7 +11,11 @@
 //! write anything about that job. The rescue itself is one guarded
 //! statement, so it cannot overwrite a job that finished meanwhile.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashSet,
+    fmt::Write,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
@@ -109,35 +113,43 @@ impl Store {
     /// idempotency key, the id of the job created first.
     ///
     /// # Errors
-    /// [`DbError`]; then none of the batch was stored.
+    /// [`DbError`]; then none of the batch was stored, unless the commit
+    /// itself was cut by the timeout after the database applied it.
     pub async fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, DbError> {
         let database = &self.database;
+        let sql = insert_sql(jobs.len());
         database
             .run("insert_jobs", async {
-                let now = now_ms();
-                let mut transaction = database.begin_write().await?;
-                let mut ids = Vec::with_capacity(jobs.len());
+                // One statement for the batch: one round trip to the
+                // database, however many jobs share the commit.
+                let mut insert = sqlx::query(&sql).bind(now_ms());
                 for job in jobs {
                     let payload = serde_json::to_string(&job.request)
                         .map_err(|error| sqlx::Error::Encode(error.into()))?;
-                    let inserted = sqlx::query(
-                        "INSERT INTO jobs (id, idempotency_key, payload, state, run_at, created_at, updated_at)
-                         VALUES ($1, $2, $3, 'queued', $4, $4, $4)
-                         ON CONFLICT (idempotency_key) DO NOTHING",
-                    )
-                    .bind(job.id.to_string())
-                    .bind(job.idempotency_key.as_deref())
-                    .bind(payload)
-                    .bind(now)
-                    .execute(&mut *transaction)
-                    .await?;
-                    let id = match (&job.idempotency_key, inserted.rows_affected()) {
-                        (Some(key), 0) => {
-                            let existing: String =
-                                sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
-                                    .bind(key.as_str())
-                                    .fetch_one(&mut *transaction)
-                                    .await?;
+                    insert = insert
+                        .bind(job.id.to_string())
+                        .bind(job.idempotency_key.as_deref())
+                        .bind(payload);
+                }
+                let mut transaction = database.begin_write().await?;
+                let inserted = insert
+                    .fetch_all(&mut *transaction)
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get::<String, _>("id"))
+                    .collect::<Result<HashSet<_>, _>>()?;
+                let mut ids = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    let id = match &job.idempotency_key {
+                        // Not inserted: the key was taken, by an earlier job
+                        // or one earlier in this batch.
+                        Some(key) if !inserted.contains(&job.id.to_string()) => {
+                            let existing: String = sqlx::query_scalar(
+                                "SELECT id FROM jobs WHERE idempotency_key = $1",
+                            )
+                            .bind(key.as_str())
+                            .fetch_one(&mut *transaction)
+                            .await?;
                             parse_id(&existing)?
                         }
                         _ => job.id,
@@ -435,6 +447,29 @@ impl Store {
                 source,
             })
     }
+}
+
+/// The `INSERT` of `rows` jobs in one statement: `$1` is the time, then
+/// three parameters a job (id, idempotency key, payload). A repeated key
+/// inserts nothing; `RETURNING id` names the rows that were inserted.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO jobs (id, idempotency_key, payload, state, run_at, created_at, updated_at) VALUES ",
+    );
+    for row in 0..rows {
+        let first = 2 + row * 3;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "(${first}, ${}, ${}, 'queued', $1, $1, $1)",
+            first + 1,
+            first + 2
+        );
+    }
+    sql.push_str(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id");
+    sql
 }
 
 fn parse_id(text: &str) -> Result<JobId, sqlx::Error> {

@@ -484,13 +484,15 @@ async fn finished_jobs_are_pruned_after_the_retention(engine: Engine) {
     let Some(database) = TestDatabase::create(engine, "retention").await else {
         return;
     };
+    // The first run keeps the default retention, so that its own upkeep
+    // cannot prune the job before the test has seen it succeed.
     let mut settings = on(&database);
-    settings.worker.retention_ms = 1;
     let service = start(settings.clone()).await;
     let id = submit(&service, &json!({})).await.unwrap();
     until_state(&service, &id, "succeeded").await;
     service.stop().await.unwrap();
 
+    settings.worker.retention_ms = 1;
     let restarted = start(settings).await;
     eventually("the finished job to be pruned", || async {
         let response = restarted.get(&format!("/jobs/{id}")).await.ok()?;

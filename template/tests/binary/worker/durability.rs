@@ -296,12 +296,9 @@ fn three_replicas_lose_nothing_when_one_is_killed() {
             &format!("run_twice={rescued}"),
         );
         assert!(lost.is_empty(), "lost work: {lost:#?}");
-        // The victim's slots were busy at the kill (the queue never ran
-        // dry under this load): its jobs finished only through a rescue.
-        assert!(
-            rescued >= 1,
-            "the killed replica's running jobs are rescued by the others"
-        );
+        // Jobs the victim was running at the kill finish only through a
+        // rescue (until_finished waits for them); the victim may also have
+        // been between jobs. The paused-replica test rescues for certain.
         assert!(
             rescued <= WORKERS,
             "only the killed replica's running jobs run twice"
