@@ -320,15 +320,18 @@ fn differences_between(
 }
 
 /// For the worker, `database` shapes only the deployment files, their tests
-/// and the README: the code is the same, which is why the harness runs only
-/// `tests/deployment.rs` of the postgres variant (`cargo_checks`).
+/// and the docs: the code is the same (the container test differs in a
+/// comment), which is why the harness runs only `tests/deployment.rs` of
+/// the postgres variant (`cargo_checks`).
 #[test]
 fn the_database_option_changes_only_the_worker_s_deployment_files() {
     let differing = differences_between("worker", &["database=sqlite"], &["database=postgres"]);
     let expected = [
+        "Dockerfile",
         "README.md",
         "deploy/kubernetes/deployment.yaml",
         CLAIM[0],
+        "tests/binary/container.rs",
         "tests/deployment.rs",
     ];
     assert_eq!(
@@ -337,19 +340,10 @@ fn the_database_option_changes_only_the_worker_s_deployment_files() {
     );
 }
 
-/// `database=sqlite` changes nothing for the other types, and no value
-/// changes anything without deployment files.
+/// Without deployment files, `database` changes nothing.
 #[test]
-fn the_database_option_changes_nothing_elsewhere() {
+fn the_database_option_changes_nothing_without_deployment_files() {
     let mut problems = Vec::new();
-    for service_type in ["api", "scheduler"] {
-        let differing = differences_between(service_type, &[], &["database=sqlite"]);
-        if !differing.is_empty() {
-            problems.push(format!(
-                "[{service_type}] database=sqlite changes {differing:?}"
-            ));
-        }
-    }
     let differing = differences_between(
         "worker",
         &["deployment=none", "database=sqlite"],

@@ -97,18 +97,22 @@ pub async fn migrate(
     let migrator = Migrator::new(Embedded(migrations))
         .await
         .map_err(MigrationError::Migrate)?;
-    match run_on_own_connection(database, &migrator).await? {
-        Ok(()) => Ok(()),
-        // On SQLite nothing serialises migrators: another replica may have
-        // applied this migration between our look at the applied ones and
-        // our run of it ("table already exists"). One more run looks again
-        // and finds it applied; a migration that is wrong fails again.
-        Err(_) if database.backend() == Backend::Sqlite => {
-            run_on_own_connection(database, &migrator)
-                .await?
-                .map_err(MigrationError::Migrate)
+    // On SQLite nothing serialises migrators: another replica may apply a
+    // migration between our look at the applied ones and our run of it
+    // ("table already exists"). Running again looks again; each round
+    // finds at least one more migration applied, so a migration that is
+    // wrong still fails within as many rounds as there are migrations.
+    let rounds = match database.backend() {
+        Backend::Sqlite => migrations.len().max(1),
+        Backend::Postgres => 1,
+    };
+    let mut round = 1;
+    loop {
+        match run_on_own_connection(database, &migrator).await? {
+            Ok(()) => return Ok(()),
+            Err(_) if round < rounds => round += 1,
+            Err(error) => return Err(MigrationError::Migrate(error)),
         }
-        Err(error) => Err(MigrationError::Migrate(error)),
     }
 }
 

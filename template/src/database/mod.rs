@@ -7,9 +7,12 @@
 //! it in a `db.query` span with `db.operation`. The engines enforce a
 //! slightly shorter limit themselves ([`engine_limit`]): the pool's acquire
 //! timeout, SQLite's `busy_timeout`, PostgreSQL's `statement_timeout` and
-//! `lock_timeout`. A slow statement is then cut by the database, rolled
-//! back and reported, before the outer timeout gives up on an answer it can
-//! no longer know (a write that commits after its caller stopped waiting).
+//! `lock_timeout`. A slow statement is then usually cut by the database,
+//! rolled back and reported, before the outer timeout gives up on an answer
+//! it can no longer know. Not always: a long wait for a connection followed
+//! by a slow statement can reach the outer timeout first, so a write may
+//! commit after its caller stopped waiting, and callers that retry writes
+//! make them safe to repeat.
 //!
 //! SQLite settings that keep a commit true after a crash or a power loss:
 //! WAL (readers run beside the one writer), `synchronous = FULL` (each
@@ -132,8 +135,15 @@ impl Cause {
                 Some("5" | "6" | "261" | "262" | "517" | "773" | "57014" | "55P03") => {
                     Self::Timeout
                 }
-                // PostgreSQL: shutting down, starting up, connection lost.
-                Some(code) if code.starts_with("57P") || code.starts_with("08") => {
+                // PostgreSQL: shutting down, starting up, connection lost;
+                // a deadlock or serialization failure, which a retry
+                // resolves.
+                Some(code)
+                    if code.starts_with("57P")
+                        || code.starts_with("08")
+                        || code == "40P01"
+                        || code == "40001" =>
+                {
                     Self::Unavailable
                 }
                 _ => Self::Refused,

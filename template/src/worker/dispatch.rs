@@ -169,7 +169,7 @@ impl Runner {
         let ended = if self.abandon.is_cancelled() {
             Ended::Abandoned
         } else {
-            let heartbeat = keep_lease(self.heartbeat, self.lease, || {
+            let heartbeat = keep_lease(claimed.lease_ends, self.heartbeat, self.lease, || {
                 self.store.heartbeat(&claimed, self.lease)
             });
             tokio::select! {
@@ -215,6 +215,7 @@ impl Runner {
         // write still counts.
         let give_up_at = Instant::now() + self.lease;
         let mut retry = Duration::from_millis(50);
+        let mut failed_before = false;
         loop {
             let written = match &next {
                 Next::Succeed => self.store.succeed(claimed).await,
@@ -223,12 +224,19 @@ impl Runner {
             };
             match written {
                 Ok(true) => break,
+                // A retry that timed out may have been recorded, and the job
+                // claimed again since: not a lost lease.
+                Ok(false) if failed_before => {
+                    tracing::warn!(job.id = %claimed.id, "job outcome write timed out and the job has moved on since; the write may have been recorded");
+                    return;
+                }
                 Ok(false) => {
                     metrics::counter!(LEASE_LOSSES).increment(1);
                     tracing::warn!(job.id = %claimed.id, "job lease lost before its outcome was written, nothing recorded");
                     return;
                 }
                 Err(error) => {
+                    failed_before = true;
                     if !self.may_retry_write(&error, give_up_at, &mut retry).await {
                         tracing::warn!(
                             job.id = %claimed.id,

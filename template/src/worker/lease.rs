@@ -35,17 +35,23 @@ impl LeaseLost {
 /// Extends the lease every `interval` with `beat` (`Ok(true)`: extended;
 /// `Ok(false)`: no longer ours) until it is lost; it never returns
 /// otherwise, so run it beside the attempt and stop it when that ends.
-/// `lease` is the length of each extension; the claim secured the first.
+/// `lease` is the length of each extension; the claim secured the first,
+/// until `first_ends`.
 ///
 /// The lease is given up the moment the last secured one runs out, even
 /// while a heartbeat is still waiting for the database: from then on a
 /// rescuer may hand the job to another worker.
-pub async fn keep_lease<F, Fut>(interval: Duration, lease: Duration, mut beat: F) -> LeaseLost
+pub async fn keep_lease<F, Fut>(
+    first_ends: Instant,
+    interval: Duration,
+    lease: Duration,
+    mut beat: F,
+) -> LeaseLost
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, DbError>>,
 {
-    let mut secured_until = Instant::now() + lease;
+    let mut secured_until = first_ends;
     loop {
         let next_beat = async {
             tokio::time::sleep(interval).await;
@@ -89,7 +95,7 @@ mod tests {
     async fn a_fenced_heartbeat_gives_the_lease_up_at_once() {
         let beats = Arc::new(AtomicU32::new(0));
         let started = Instant::now();
-        let lost = keep_lease(INTERVAL, LEASE, || {
+        let lost = keep_lease(Instant::now() + LEASE, INTERVAL, LEASE, || {
             let beats = beats.clone();
             async move { Ok(beats.fetch_add(1, Ordering::Relaxed) < 3) }
         })
@@ -102,7 +108,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failing_heartbeats_give_the_lease_up_when_it_runs_out() {
         let started = Instant::now();
-        let lost = keep_lease(INTERVAL, LEASE, || async { Err(timed_out()) }).await;
+        let lost = keep_lease(Instant::now() + LEASE, INTERVAL, LEASE, || async {
+            Err(timed_out())
+        })
+        .await;
         assert_eq!(lost, LeaseLost::Expired);
         // The claim's lease ends at 30 s.
         assert_eq!(started.elapsed(), LEASE);
@@ -112,7 +121,7 @@ mod tests {
     async fn one_successful_heartbeat_among_failures_keeps_the_lease() {
         let beats = Arc::new(AtomicU32::new(0));
         let started = Instant::now();
-        let lost = keep_lease(INTERVAL, LEASE, || {
+        let lost = keep_lease(Instant::now() + LEASE, INTERVAL, LEASE, || {
             let beats = beats.clone();
             async move {
                 match beats.fetch_add(1, Ordering::Relaxed) {
@@ -130,7 +139,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_heartbeat_that_never_answers_gives_the_lease_up_when_it_runs_out() {
         let started = Instant::now();
-        let lost = keep_lease(INTERVAL, LEASE, std::future::pending).await;
+        let lost = keep_lease(
+            Instant::now() + LEASE,
+            INTERVAL,
+            LEASE,
+            std::future::pending,
+        )
+        .await;
         assert_eq!(lost, LeaseLost::Expired);
         // The first heartbeat (at 10 s) hangs; the claim's lease ends at 30 s.
         assert_eq!(started.elapsed(), LEASE);

@@ -71,8 +71,7 @@ impl Maintenance {
                 biased;
                 () = draining.cancelled() => return,
                 _ = depth.tick() => {
-                    let since = self.backlog.counting();
-                    if let Ok(waiting) = self.store.count_queued().await {
+                    if let Ok((waiting, since)) = self.store.count_queued(|| self.backlog.counting()).await {
                         self.backlog.refresh(waiting, since);
                     }
                 }

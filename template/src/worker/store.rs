@@ -19,6 +19,7 @@ use std::{
 
 use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
+use tokio::time::Instant;
 
 use super::{JobId, JobRequest};
 use crate::database::{Backend, Database, DbError, Migration};
@@ -69,6 +70,9 @@ pub struct Claimed {
     pub token: i64,
     /// When intake committed it, for the job's duration.
     pub created_at_ms: i64,
+    /// When the claim's lease ends, by this process's clock: measured from
+    /// before the claim was sent, as the database measured it.
+    pub lease_ends: Instant,
 }
 
 /// `GET /jobs/{id}`: what a client may know about a job.
@@ -122,8 +126,13 @@ impl Store {
             .run("insert_jobs", async {
                 // One statement for the batch: one round trip to the
                 // database, however many jobs share the commit.
-                let mut insert = sqlx::query(&sql).bind(now_ms());
-                for job in jobs {
+                // Not prepared: each batch size is another statement text.
+                let mut insert = sqlx::query(&sql).persistent(false).bind(now_ms());
+                // Keys in one order in every batch, so that two replicas'
+                // batches never wait on each other's keys in a cycle.
+                let mut ordered: Vec<&NewJob> = jobs.iter().collect();
+                ordered.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+                for job in ordered {
                     let payload = serde_json::to_string(&job.request)
                         .map_err(|error| sqlx::Error::Encode(error.into()))?;
                     insert = insert
@@ -191,6 +200,7 @@ impl Store {
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let database = &self.database;
+        let lease_ends = Instant::now() + lease;
         let rows = database
             .run("claim_jobs", async {
                 let now = now_ms();
@@ -204,7 +214,7 @@ impl Store {
             .await?;
         rows.iter()
             .map(|row| {
-                claimed(row).map_err(|source| DbError::Failed {
+                claimed(row, lease_ends).map_err(|source| DbError::Failed {
                     operation: "claim_jobs",
                     source,
                 })
@@ -405,20 +415,25 @@ impl Store {
         Ok(deleted.rows_affected())
     }
 
-    /// Jobs waiting to run, across every replica.
+    /// Jobs waiting to run, across every replica, and what `mark` returned
+    /// just before the count was sent (with a connection in hand, so that
+    /// the wait for one is not inside the window between the two).
     ///
     /// # Errors
     /// [`DbError`].
-    pub async fn count_queued(&self) -> Result<u64, DbError> {
+    pub async fn count_queued(&self, mark: impl FnOnce() -> i64) -> Result<(u64, i64), DbError> {
         let database = &self.database;
-        let count: i64 = database
+        let (count, marked): (i64, i64) = database
             .run("count_queued", async {
-                sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
-                    .fetch_one(database.pool())
-                    .await
+                let mut connection = database.pool().acquire().await?;
+                let marked = mark();
+                let count = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+                    .fetch_one(&mut *connection)
+                    .await?;
+                Ok((count, marked))
             })
             .await?;
-        Ok(u64::try_from(count).unwrap_or_default())
+        Ok((u64::try_from(count).unwrap_or_default(), marked))
     }
 
     /// The status of job `id`, if it exists (and was not pruned).
@@ -477,7 +492,7 @@ fn parse_id(text: &str) -> Result<JobId, sqlx::Error> {
         .map_err(|error: uuid::Error| sqlx::Error::Decode(error.into()))
 }
 
-fn claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
+fn claimed(row: &AnyRow, lease_ends: Instant) -> Result<Claimed, sqlx::Error> {
     let payload: String = row.try_get("payload")?;
     let attempt: i64 = row.try_get("attempts")?;
     Ok(Claimed {
@@ -486,6 +501,7 @@ fn claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
         attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
         token: row.try_get("token")?,
         created_at_ms: row.try_get("created_at")?,
+        lease_ends,
     })
 }
 

@@ -55,8 +55,14 @@ impl ImageLayout {
         fs::copy(BINARY, layout.binary()).expect("the binary is copied");
         fs::create_dir(layout.workdir()).expect("scratch working folder is created");
 {%- if service_type == "worker" %}
+{%- if database == "sqlite" %}
         // The volume the manifests mount at WORKDIR/data, writable by the
         // image's user: the only place the worker may write.
+{%- else %}
+        // The manifests give a PostgreSQL URL from a Secret, which is not
+        // here: the binary runs on its default SQLite file, in a data
+        // folder writable by the image's user.
+{%- endif %}
         let data = layout.workdir().join("data");
         fs::create_dir(&data).expect("scratch data folder is created");
         if let Some((uid, gid)) = image_user() {

@@ -251,8 +251,9 @@ async fn concurrent_requests_with_one_key_on_two_replicas_create_one_job(engine:
 }
 
 /// An outcome write that timed out may still have committed, and its
-/// retry must then find the outcome recorded (and log `job finished`)
-/// rather than report the lease lost. Another outcome cannot replace it.
+/// retry must then find the outcome recorded rather than report the lease
+/// lost (the worker logs `job finished` on that answer). Another outcome
+/// cannot replace it.
 async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
     let Some(database) = TestDatabase::create(engine, "outcome_again").await else {
         return;
@@ -307,7 +308,13 @@ async fn a_full_queue_refuses_jobs_with_503(engine: Engine) {
     let endless = json!({"duration_ms": 600_000});
     let running = submit(&service, &endless).await.unwrap();
     until_state(&service, &running, "running").await;
-    let waiting = submit(&service, &endless).await.unwrap();
+    // The claim frees its place at once, unless the queue's count, read
+    // from the database every second, raced it: then within a refresh.
+    let waiting = eventually(
+        "the running job's place in the queue to be free",
+        || async { submit(&service, &endless).await.ok() },
+    )
+    .await;
     let refused = service.post_json("/jobs", &endless).await.unwrap();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");

@@ -80,10 +80,17 @@ pub fn server_address(url: &str) -> SocketAddr {
     } else {
         format!("{host_port}:5432")
     };
-    with_port
+    // IPv4 first: `localhost` may resolve to ::1 while the server listens
+    // on 127.0.0.1 only.
+    let addresses: Vec<SocketAddr> = with_port
         .to_socket_addrs()
-        .ok()
-        .and_then(|mut addresses| addresses.next())
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or_else(|| addresses.first())
+        .copied()
         .unwrap_or_else(|| panic!("the test PostgreSQL URL's host {host_port} does not resolve"))
 }
 
