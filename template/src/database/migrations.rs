@@ -99,11 +99,12 @@ pub async fn migrate(
         .map_err(MigrationError::Migrate)?;
     // On SQLite nothing serialises migrators: another replica may apply a
     // migration between our look at the applied ones and our run of it
-    // ("table already exists"). Running again looks again; each round
-    // finds at least one more migration applied, so a migration that is
-    // wrong still fails within as many rounds as there are migrations.
+    // ("table already exists"). Running again looks again; each failed
+    // round means one more migration was applied elsewhere, so a migration
+    // that is wrong still fails within one round more than there are
+    // migrations.
     let rounds = match database.backend() {
-        Backend::Sqlite => migrations.len().max(1),
+        Backend::Sqlite => migrations.len() + 1,
         Backend::Postgres => 1,
     };
     let mut round = 1;

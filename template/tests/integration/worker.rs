@@ -16,7 +16,7 @@ use crate::{
 
 use {{crate_name}}::{
     Settings, Stopped,
-    database::{self, Database, DatabaseUrl},
+    database::{self, Database, DatabaseUrl, Migration},
     worker::{self, JobId, JobRequest, NewJob, Store},
 };
 
@@ -46,6 +46,7 @@ on_both_engines!(
     a_repeated_idempotency_key_creates_no_second_job,
     concurrent_requests_with_one_key_on_two_replicas_create_one_job,
     an_outcome_written_again_is_found_recorded,
+    a_migration_the_database_refuses_is_not_retried,
     a_full_queue_refuses_jobs_with_503,
     the_drain_leaves_queued_jobs_for_the_next_start,
     jobs_cut_at_the_deadline_are_released_without_counting_the_attempt,
@@ -291,6 +292,24 @@ async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
         .unwrap();
     assert_eq!(status.state, "succeeded");
     assert_eq!(status.attempts, 1);
+}
+
+/// A migration the database refuses (here, bad SQL) is reported as such,
+/// so start-up stops with its error instead of retrying it as if the
+/// database were away.
+async fn a_migration_the_database_refuses_is_not_retried(engine: Engine) {
+    const REFUSED: &[Migration] = &[Migration {
+        version: 1,
+        description: "refused",
+        sql: "CREATE TABLE (",
+    }];
+    let Some(database) = TestDatabase::create(engine, "refused_migration").await else {
+        return;
+    };
+    let settings = on(&database);
+    let opened = Database::open(&settings.database, settings.timeouts.database()).unwrap();
+    let error = database::migrate(&opened, REFUSED).await.unwrap_err();
+    assert!(!error.is_transient(), "not worth retrying: {error}");
 }
 
 /// One worker busy with an endless job and room for one waiting job:
