@@ -18,7 +18,7 @@ use std::{
 };
 
 use common::{
-    Generated, POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env, note,
+    Generated, POSTGRES_CTL_VAR, POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env, note,
     prepare_dependencies,
 };
 
@@ -54,14 +54,20 @@ fn passes_cargo_checks(service_type: &'static str) {
     // A PostgreSQL server of its own for the generated tests, only while they
     // run; without one they skip their PostgreSQL tests.
     let postgres = TestPostgres::for_generated_tests(service_type);
-    let postgres_env = postgres
+    let postgres_env: Vec<(&str, &str)> = postgres
         .as_ref()
-        .map(|server| (POSTGRES_URL_VAR, server.url()));
+        .map(|server| {
+            vec![
+                (POSTGRES_URL_VAR, server.url()),
+                (POSTGRES_CTL_VAR, server.control()),
+            ]
+        })
+        .unwrap_or_default();
     let tests = cargo_step_with_env(
         service_type,
         project,
         &[&["test"], locked, &["--", "--show-output"]].concat(),
-        postgres_env.as_slice(),
+        &postgres_env,
     );
     drop(postgres);
     for line in String::from_utf8_lossy(&tests.stdout).lines() {

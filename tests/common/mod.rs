@@ -14,6 +14,7 @@ use std::{
     fmt::Write as _,
     fs,
     io::{self, Write as _},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::{Mutex, Once, PoisonError},
@@ -432,6 +433,7 @@ pub fn cargo_step_with_env(
         .env("CARGO_TARGET_DIR", shared_target_dir())
         .env("CARGO_TERM_COLOR", "never")
         .env_remove(POSTGRES_URL_VAR)
+        .env_remove(POSTGRES_CTL_VAR)
         .envs(env.iter().copied());
     let shown: String = env
         .iter()
@@ -700,6 +702,10 @@ pub fn prepare_dependencies(service_type: &str, project: &Path) -> &'static [&'s
 /// their PostgreSQL tests without it.
 pub const POSTGRES_URL_VAR: &str = "NEBULA_TEST_POSTGRES_URL";
 
+/// The generated projects' restart test reads a program that stops and
+/// starts the server here ([`TestPostgres::control`]).
+pub const POSTGRES_CTL_VAR: &str = "NEBULA_TEST_POSTGRES_CTL";
+
 /// Set to `1` (CI does) to fail, instead of skip, when no PostgreSQL server
 /// can be started for the generated projects' tests.
 pub const REQUIRE_POSTGRES_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_POSTGRES";
@@ -810,6 +816,7 @@ fn free_loopback_port() -> Result<u16, String> {
 /// (`pg_ctl -m immediate stop`) and deleted on drop, a panicking test's
 /// unwind included; a test process killed outright leaves it running.
 pub struct TestPostgres {
+    control: String,
     tools: PostgresTools,
     data: PathBuf,
     url: String,
@@ -922,10 +929,12 @@ impl TestPostgres {
             );
             match started {
                 Ok(()) => {
+                    let control = write_control_program(&tools, dir.path(), &data, &log, &options)?;
                     return Ok(Self {
                         tools,
                         data,
                         url: format!("postgres://{POSTGRES_USER}@127.0.0.1:{port}/postgres"),
+                        control,
                         dir,
                     });
                 }
@@ -951,6 +960,47 @@ impl TestPostgres {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// A program that stops (`stop`, fast) or starts again (`start`, on the
+    /// same port and settings) this server, for the generated tests'
+    /// restart test ([`POSTGRES_CTL_VAR`]).
+    pub fn control(&self) -> &str {
+        &self.control
+    }
+}
+
+/// Writes `dir/control`: `control stop` and `control start` for the server
+/// on `data`, through `runuser` when the server runs as [`POSTGRES_USER`].
+fn write_control_program(
+    tools: &PostgresTools,
+    dir: &Path,
+    data: &Path,
+    log: &Path,
+    options: &str,
+) -> Result<String, String> {
+    let pg_ctl = tools.bin.join("pg_ctl");
+    let run_as = if tools.as_postgres_user {
+        format!("runuser -u {POSTGRES_USER} -- ")
+    } else {
+        String::new()
+    };
+    let script = format!(
+        "#!/bin/sh\n\
+         # Stops or starts the harness's PostgreSQL test server.\n\
+         case \"$1\" in\n\
+         stop) exec {run_as}'{pg_ctl}' -D '{data}' -m fast -w stop ;;\n\
+         start) exec {run_as}'{pg_ctl}' -D '{data}' -l '{log}' -w -o \"{options}\" start ;;\n\
+         *) echo \"usage: $0 stop|start\" >&2; exit 2 ;;\n\
+         esac\n",
+        pg_ctl = pg_ctl.display(),
+        data = data.display(),
+        log = log.display(),
+    );
+    let path = dir.join("control");
+    fs::write(&path, script)
+        .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o755)))
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    Ok(path.display().to_string())
 }
 
 impl Drop for TestPostgres {

@@ -9,6 +9,7 @@
 //! are rescued quickly.
 
 use std::{
+    io::Write,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -387,18 +388,74 @@ fn a_paused_replica_is_fenced_off(engine: Engine) {
 /// is back readiness returns and every accepted job finishes.
 #[test]
 fn a_database_outage_mid_load_gives_503s_and_work_resumes() {
+    database_outage(Outage::ConnectionsCut);
+}
+
+/// The same with the server itself stopped (`pg_ctl stop -m fast`: its
+/// sessions are ended with an admin shutdown error) and started again.
+/// Needs `NEBULA_TEST_POSTGRES_CTL` (see [`Outage::ServerRestart`]).
+#[test]
+fn a_postgres_restart_mid_load_gives_503s_and_work_resumes() {
+    database_outage(Outage::ServerRestart);
+}
+
+/// How a test takes PostgreSQL away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    /// A relay between the service and the server refuses new connections
+    /// and drops open ones: works with any server, a CI service container
+    /// included.
+    ConnectionsCut,
+    /// The server is stopped and started by the program named in
+    /// `NEBULA_TEST_POSTGRES_CTL`, run as `PROGRAM stop` and `PROGRAM
+    /// start`: only where the tests own the server (the template's harness
+    /// gives one); skipped with a note elsewhere.
+    ServerRestart,
+}
+
+/// The variable naming the program that stops and starts the test server.
+const POSTGRES_CTL_VAR: &str = "NEBULA_TEST_POSTGRES_CTL";
+
+/// Runs `PROGRAM action` from [`POSTGRES_CTL_VAR`] and waits for it.
+async fn control_server(program: &str, action: &str) {
+    let status = tokio::process::Command::new(program)
+        .arg(action)
+        .status()
+        .await
+        .unwrap_or_else(|error| panic!("{POSTGRES_CTL_VAR}={program} does not run: {error}"));
+    assert!(status.success(), "`{program} {action}` failed: {status}");
+}
+
+fn database_outage(outage: Outage) {
     let _serial = serial();
     runtime().block_on(async {
+        let control = match outage {
+            Outage::ServerRestart => {
+                let Ok(program) = std::env::var(POSTGRES_CTL_VAR) else {
+                    // Straight to the terminal: a skip must be seen.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "note: the PostgreSQL restart test is skipped: set {POSTGRES_CTL_VAR} to a program that stops and starts the test server"
+                    );
+                    return;
+                };
+                Some(program)
+            }
+            Outage::ConnectionsCut => None,
+        };
         let Some(database) = database(Engine::Postgres, "outage").await else {
             return;
         };
         let url = database.url.expose();
         let mut relay = proxy::Relay::start(proxy::server_address(url));
-        let relayed = Arc::new(TestDatabase::postgres_at(
-            &database,
-            proxy::through(url, relay.address),
-        ));
-        let process = durable(&relayed)
+        let target = match outage {
+            Outage::ConnectionsCut => Arc::new(TestDatabase::postgres_at(
+                &database,
+                proxy::through(url, relay.address),
+            )),
+            Outage::ServerRestart => database.clone(),
+        };
+        let process = durable(&target)
             .setting("TIMEOUTS__DATABASE_MS", 500)
             .setting("DATABASE__HEALTH_CHECK_INTERVAL_MS", 200)
             .start()
@@ -406,7 +463,10 @@ fn a_database_outage_mid_load_gives_503s_and_work_resumes() {
         let load = submit_load(&process, 8, 100_000, json!({"duration_ms": 5}));
         load.wait_for_offers(300).await;
 
-        relay.cut();
+        match &control {
+            Some(program) => control_server(program, "stop").await,
+            None => relay.cut(),
+        }
         let readyz = process.url("/readyz");
         let not_ready = wait_for_status(&readyz, 503).await;
         let during = client()
@@ -422,7 +482,10 @@ fn a_database_outage_mid_load_gives_503s_and_work_resumes() {
             Answer::Status(200)
         );
 
-        relay.restore();
+        match &control {
+            Some(program) => control_server(program, "start").await,
+            None => relay.restore(),
+        }
         let ready_again = wait_for_status(&readyz, 200).await;
         load.stop.store(true, Ordering::SeqCst);
         let tally = load.finish().await;
@@ -431,8 +494,12 @@ fn a_database_outage_mid_load_gives_503s_and_work_resumes() {
         process.signal("TERM");
         let exited = process.exit().await;
         let lost = lost_jobs(&accepted, &stored, &finished_events(&[&exited.logs]), true);
+        let scenario = match outage {
+            Outage::ConnectionsCut => "database-outage",
+            Outage::ServerRestart => "postgres-restart",
+        };
         summary(
-            "database-outage",
+            scenario,
             Counts {
                 offered: tally.offered(),
                 accepted: accepted.len(),
