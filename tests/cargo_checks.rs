@@ -18,8 +18,8 @@ use std::{
 };
 
 use common::{
-    Generated, POSTGRES_CTL_VAR, POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env, note,
-    prepare_dependencies,
+    Generated, POSTGRES_CTL_VAR, POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env,
+    note, prepare_dependencies,
 };
 
 /// The longest project name `hooks/init.rhai` accepts (40 characters), so

@@ -41,6 +41,14 @@ const CI_FILES: [&str; 1] = [".github/workflows/ci.yml"];
 /// adds it, `postgres` leaves it out.
 const CLAIM: [&str; 1] = ["deploy/kubernetes/persistentvolumeclaim.yaml"];
 
+/// Problems with the files that `deployment` and `ci` add by default: all
+/// must be there.
+fn check_deployment_and_ci_present(project: &Path) -> Vec<String> {
+    let mut problems = check_optional(project, "deployment", &DEPLOYMENT_FILES, true);
+    problems.extend(check_optional(project, "ci", &CI_FILES, true));
+    problems
+}
+
 /// Problems with the optional files: each of `files` must exist when
 /// `present`, and must not otherwise.
 fn check_optional(project: &Path, option: &str, files: &[&str], present: bool) -> Vec<String> {
@@ -100,13 +108,7 @@ fn has_its_own_files(service_type: &'static str) {
 
     check_default_config(project, service_type, &mut problems);
     check_manifest(project, service_type, &mut problems);
-    problems.extend(check_optional(
-        project,
-        "deployment",
-        &DEPLOYMENT_FILES,
-        true,
-    ));
-    problems.extend(check_optional(project, "ci", &CI_FILES, true));
+    problems.extend(check_deployment_and_ci_present(project));
     if service_type == "worker" {
         problems.extend(check_optional(project, "database", &CLAIM, true));
     } else if project.join(CLAIM[0]).exists() {
@@ -276,13 +278,7 @@ fn worker_on_postgres() {
     let generated = Generated::with_options("files-pg-worker", "worker", &["database=postgres"]);
     let project = &generated.project;
     let mut problems = check_optional(project, "database", &CLAIM, false);
-    problems.extend(check_optional(
-        project,
-        "deployment",
-        &DEPLOYMENT_FILES,
-        true,
-    ));
-    problems.extend(check_optional(project, "ci", &CI_FILES, true));
+    problems.extend(check_deployment_and_ci_present(project));
     assert!(
         problems.is_empty(),
         "[worker] database=postgres, {}:\n  - {}",
@@ -343,16 +339,13 @@ fn the_database_option_changes_only_the_worker_s_deployment_files() {
 /// Without deployment files, `database` changes nothing.
 #[test]
 fn the_database_option_changes_nothing_without_deployment_files() {
-    let mut problems = Vec::new();
     let differing = differences_between(
         "worker",
         &["deployment=none", "database=sqlite"],
         &["deployment=none", "database=postgres"],
     );
-    if !differing.is_empty() {
-        problems.push(format!(
-            "[worker] with deployment=none, database=postgres changes {differing:?}"
-        ));
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        differing.is_empty(),
+        "[worker] with deployment=none, database=postgres changes {differing:?}"
+    );
 }

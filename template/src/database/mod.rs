@@ -203,10 +203,11 @@ impl Database {
             url: url.clone(),
             source,
         })?;
-        let session = session_settings(backend, engine_limit(timeout));
+        let limit = engine_limit(timeout);
+        let session = session_settings(backend, limit);
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
-            .acquire_timeout(engine_limit(timeout))
+            .acquire_timeout(limit)
             .after_connect(move |connection, _| Box::pin(configure(connection, session.clone())))
             .connect_lazy_with(options);
         Ok(Self {

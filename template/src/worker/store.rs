@@ -6,9 +6,9 @@
 //! still under that token. Outcome writes also match the state they write,
 //! so writing one again is harmless: a write that timed out may have
 //! committed, and its retry must then find it done rather than lost (no
-//! other claim can have written under this token). A rescue raises the token too, so a
-//! worker that lost its lease (paused, partitioned, slow) can no longer
-//! write anything about that job. The rescue itself is one guarded
+//! other claim can have written under this token). A rescue raises the
+//! token too, so a worker that lost its lease (paused, partitioned, slow)
+//! can no longer write anything about that job. The rescue itself is one guarded
 //! statement, so it cannot overwrite a job that finished meanwhile.
 
 use std::{
@@ -145,14 +145,14 @@ impl Store {
                     .fetch_all(&mut *transaction)
                     .await?
                     .iter()
-                    .map(|row| row.try_get::<String, _>("id"))
-                    .collect::<Result<HashSet<_>, _>>()?;
+                    .map(|row| parse_id(&row.try_get::<String, _>("id")?))
+                    .collect::<Result<HashSet<JobId>, _>>()?;
                 let mut ids = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     let id = match &job.idempotency_key {
                         // Not inserted: the key was taken, by an earlier job
                         // or one earlier in this batch.
-                        Some(key) if !inserted.contains(&job.id.to_string()) => {
+                        Some(key) if !inserted.contains(&job.id) => {
                             let existing: String = sqlx::query_scalar(
                                 "SELECT id FROM jobs WHERE idempotency_key = $1",
                             )

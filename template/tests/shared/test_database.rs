@@ -58,12 +58,9 @@ impl TestDatabase {
 
     async fn postgres(test: &str) -> Option<Self> {
         let Ok(admin) = std::env::var(POSTGRES_URL_VAR) else {
-            // Straight to the process's stderr: the test harness captures
-            // `eprintln!` of a passing test, and a skip must be seen.
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {test} on PostgreSQL skipped: set {POSTGRES_URL_VAR} to a server's admin URL to run it"
-            );
+            note_skipped(&format!(
+                "{test} on PostgreSQL skipped: set {POSTGRES_URL_VAR} to a server's admin URL to run it"
+            ));
             return None;
         };
         sqlx::any::install_default_drivers();
@@ -102,6 +99,13 @@ impl TestDatabase {
             .await
             .expect("test connection to the database")
     }
+}
+
+/// Says on the terminal that a test was skipped, and why. Straight to the
+/// process's stderr: the test harness captures `eprintln!` of a passing
+/// test, and a skip must be seen.
+pub fn note_skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "note: {why}");
 }
 
 /// The URL of a SQLite file `jobs.db` in `folder`.

@@ -9,7 +9,6 @@
 //! are rescued quickly.
 
 use std::{
-    io::Write,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -27,7 +26,7 @@ use crate::{
     support::{
         Answer, Counts, Launch, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
     },
-    test_database::{Engine, TestDatabase},
+    test_database::{Engine, TestDatabase, note_skipped},
 };
 
 use {{crate_name}}::Exit;
@@ -432,11 +431,9 @@ fn database_outage(outage: Outage) {
         let control = match outage {
             Outage::ServerRestart => {
                 let Ok(program) = std::env::var(POSTGRES_CTL_VAR) else {
-                    // Straight to the terminal: a skip must be seen.
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "note: the PostgreSQL restart test is skipped: set {POSTGRES_CTL_VAR} to a program that stops and starts the test server"
-                    );
+                    note_skipped(&format!(
+                        "the PostgreSQL restart test is skipped: set {POSTGRES_CTL_VAR} to a program that stops and starts the test server"
+                    ));
                     return;
                 };
                 Some(program)
