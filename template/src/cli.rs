@@ -38,12 +38,10 @@ pub enum Command {
     /// for containers, whose images often lack curl. Reads the same settings
     /// as the service to find its address.
     Healthcheck,
-{%- if service_type == "worker" %}
     /// Apply the embedded database migrations to `database.url` and exit,
     /// for teams that migrate in a step of their own before the service
     /// starts (with `database.migrate_on_start = false`).
     Migrate,
-{%- endif %}
 }
 
 impl Cli {

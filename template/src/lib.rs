@@ -6,9 +6,7 @@
 //! handle they control.
 
 pub mod cli;
-{%- if service_type == "worker" %}
 pub mod database;
-{%- endif %}
 pub mod exit;
 pub mod healthcheck;
 pub mod http;

@@ -25,11 +25,9 @@ fn main() -> ExitCode {
     if let Err(error) = telemetry::init(&settings.log) {
         return fail(Exit::ConfigError, &error.into());
     }
-{%- if service_type == "worker" %}
     if let Some(Command::Migrate) = cli.command {
         return migrate(&settings);
     }
-{%- endif %}
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +77,6 @@ fn check_health(settings: &Settings) -> ExitCode {
     }
 }
 
-{%- if service_type == "worker" %}
 /// Applies the migrations on a small runtime of its own.
 fn migrate(settings: &Settings) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -89,13 +86,13 @@ fn migrate(settings: &Settings) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(Exit::RuntimeFailure, &error.into()),
     };
-    let migrate = {{crate_name}}::worker::migrate(settings);
+    let migrations = {{crate_name}}::{{service_type}}::MIGRATIONS;
+    let migrate = {{crate_name}}::database::migrate_command(settings, migrations);
     match runtime.block_on(migrate) {
         Ok(()) => Exit::Clean.into(),
         Err(error) => fail(Exit::RuntimeFailure, &error.into()),
     }
 }
-{%- endif %}
 
 #[expect(
     clippy::print_stdout,

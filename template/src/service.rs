@@ -347,11 +347,9 @@ mod tests {
         settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.shutdown.readiness_delay_ms = 2_000;
-{%- if service_type == "worker" %}
         let data = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/jobs.db?mode=rwc", data.path().display());
+        let url = format!("sqlite://{}/service.db?mode=rwc", data.path().display());
         settings.database.url = crate::database::DatabaseUrl::new(url);
-{%- endif %}
         let service = Service::bind(settings).await.unwrap();
         let shutdown = Shutdown::new();
         shutdown.request();

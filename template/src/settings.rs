@@ -36,9 +36,7 @@ pub struct Settings {
     pub metrics: prometheus::Settings,
     pub timeouts: timeouts::Timeouts,
     pub shutdown: ShutdownSettings,
-{%- if service_type == "worker" %}
     pub database: crate::database::Settings,
-{%- endif %}
     pub {{service_type}}: crate::{{service_type}}::Settings,
 }
 
@@ -92,9 +90,7 @@ impl Settings {
         self.validate_ports(problems);
         self.timeouts.validate(problems);
         self.shutdown.validate(problems);
-{%- if service_type == "worker" %}
         self.database.validate(problems);
-{%- endif %}
         self.{{service_type}}.validate(problems);
     }
 }

@@ -33,9 +33,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 pub struct Timeouts {
     /// Request handling, job attempts ([`DEFAULT`]).
     pub default_ms: u64,
-    /// Database operations ([`DATABASE`]): {% if service_type == "worker" %}every call of the `database`
-    /// module, and the engines' own limits{% else %}pass this to the pool or driver
-    /// you add{% endif %}.
+    /// Database operations ([`DATABASE`]): every call of the `database`
+    /// module, and the engines' own limits.
     pub database_ms: u64,
     /// Outbound HTTP calls ([`HTTP_CLIENT`]).
     pub http_client_ms: u64,

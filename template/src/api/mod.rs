@@ -1,14 +1,20 @@
-//! The `api` service type: a JSON API around one example resource, items.
+//! The `api` service type: a JSON API around one example resource, items,
+//! stored in the database.
 //!
 //! Replace [`items`] with your own resources; the shared core (limits,
-//! timeout, probes, drain) applies to whatever routes [`start`] returns.
+//! timeout, probes, drain) applies to whatever routes [`start`] returns,
+//! and [`store`] shows the shape of a table behind them: an embedded
+//! migration, and every query under the database timeout.
 
 mod items;
+pub mod store;
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+pub use self::store::{Item, MIGRATIONS, Store};
 use crate::{
+    database,
     settings::Problems,
     tasks::{BoxError, Context},
 };
@@ -17,30 +23,35 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Most items the in-memory store holds; creating more is refused with
-    /// 507 until some are deleted.
-    pub max_items: usize,
+    /// Most items one `GET /v1/items` returns, and the page size when the
+    /// request gives no `limit`.
+    pub max_page_size: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_items: 10_000 }
+        Self { max_page_size: 100 }
     }
 }
 
 impl Settings {
     pub(crate) fn validate(&self, problems: &mut Problems) {
-        problems.require_capacity("api.max_items", self.max_items, 100_000_000);
+        problems.require_capacity("api.max_page_size", self.max_page_size, 10_000);
     }
 }
 
-/// Builds the API's routes. The `api` type runs no background tasks: its
+/// Opens the database, starts its supervisor (connect, migrate, health),
+/// and builds the API's routes. The api runs no other background task: its
 /// in-flight work is the requests, which the HTTP server drains.
 ///
 /// # Errors
-/// Never, today; the signature matches the other service types.
+/// When the database URL is unusable or its data folder cannot be made.
 pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
-    Ok(items::routes(items::Store::new(
-        context.settings.api.max_items,
-    )))
+    let database::Started { database, gate, .. } = database::start(context, MIGRATIONS)?;
+    Ok(items::routes(items::Items {
+        store: Store::new(database),
+        gate,
+        max_page_size: context.settings.api.max_page_size,
+        retry_after_secs: context.settings.http.retry_after_secs,
+    }))
 }

@@ -52,6 +52,30 @@ impl MigrationError {
     }
 }
 
+/// Why the `migrate` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateCommandError {
+    #[error(transparent)]
+    Open(#[from] super::OpenError),
+    #[error(transparent)]
+    Migrate(#[from] MigrationError),
+}
+
+/// The `migrate` command: applies `migrations` to `database.url` and
+/// returns.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn migrate_command(
+    settings: &crate::Settings,
+    migrations: &'static [Migration],
+) -> Result<(), MigrateCommandError> {
+    let database = Database::open(&settings.database, settings.timeouts.database())?;
+    migrate(&database, migrations).await?;
+    tracing::info!(database.url = %settings.database.url, "database migrated");
+    Ok(())
+}
+
 #[derive(Debug)]
 struct Embedded(&'static [Migration]);
 

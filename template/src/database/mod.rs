@@ -28,18 +28,23 @@ mod migrations;
 mod settings;
 mod supervisor;
 
-use std::{future::Future, io, time::Duration};
+use std::{
+    future::Future,
+    io,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use sqlx::{
     Any, AnyConnection, AnyPool, Executor, Transaction,
     any::{AnyConnectOptions, AnyPoolOptions},
+    error::ErrorKind,
 };
 use tracing::Instrument;
 
 pub use self::{
-    migrations::{Migration, MigrationError, migrate},
+    migrations::{MigrateCommandError, Migration, MigrationError, migrate, migrate_command},
     settings::{Backend, DEFAULT_URL, DatabaseUrl, Settings},
-    supervisor::{Connected, Supervised, jittered, supervise},
+    supervisor::{Connected, Started, Supervised, jittered, start, supervise},
 };
 use crate::settings::duration_ms;
 
@@ -55,14 +60,14 @@ pub struct Database {
 /// caller's log and answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// Over the database timeout: the call, a lock wait or a wait for a
-    /// pooled connection.
+    /// Over the database timeout: the call, a statement or a lock wait.
     #[error("database operation `{operation}` timed out after {timeout_ms} ms")]
     Timeout {
         operation: &'static str,
         timeout_ms: u64,
     },
-    /// The database cannot be reached, or is shutting down.
+    /// The database cannot be reached or is shutting down, or no pooled
+    /// connection came free in time.
     #[error("database unavailable during `{operation}`: {source}")]
     Unavailable {
         operation: &'static str,
@@ -84,6 +89,35 @@ impl DbError {
     #[must_use]
     pub const fn is_transient(&self) -> bool {
         matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
+    }
+
+    /// Whether the database refused the statement for a constraint (a
+    /// unique key taken, a foreign key, a check): the request conflicts
+    /// with what is stored.
+    #[must_use]
+    pub fn is_constraint_violation(&self) -> bool {
+        let Self::Failed { source, .. } = self else {
+            return false;
+        };
+        source.as_database_error().is_some_and(|error| {
+            matches!(
+                error.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation
+            )
+        })
+    }
+
+    /// The operation that failed, as its `db.operation`.
+    #[must_use]
+    pub const fn operation(&self) -> &'static str {
+        match self {
+            Self::Timeout { operation, .. }
+            | Self::Unavailable { operation, .. }
+            | Self::Failed { operation, .. } => operation,
+        }
     }
 
     /// The `error.kind` of log lines and metrics.
@@ -111,9 +145,11 @@ impl DbError {
 /// What an error from sqlx says about the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cause {
-    /// A wait ran out: for a pooled connection, a lock, a statement.
+    /// A wait ran out: for a lock, a statement.
     Timeout,
-    /// The database cannot be reached, or is starting or shutting down.
+    /// The database cannot be reached, or is starting or shutting down, or
+    /// no pooled connection came free in time (the pool retries an
+    /// unreachable server until then).
     Unavailable,
     /// The database answered and refused: a constraint, bad SQL, a type.
     Refused,
@@ -122,8 +158,8 @@ enum Cause {
 impl Cause {
     fn of(source: &sqlx::Error) -> Self {
         match source {
-            sqlx::Error::PoolTimedOut => Self::Timeout,
-            sqlx::Error::Io(_)
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
@@ -283,6 +319,23 @@ impl Database {
         })
         .await
     }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time column.
+/// Leases compare these across replicas: keep the hosts' clocks in sync
+/// (NTP); the lease is long against any sane skew.
+#[must_use]
+pub fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A duration in whole milliseconds, as stored.
+#[must_use]
+pub fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Runs `session` on a new connection.

@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Database, Migration, migrate};
-use crate::{readiness::Gate, settings::duration_ms, tasks::TaskResult};
+use super::{Database, Migration, OpenError, migrate};
+use crate::{
+    readiness::Gate,
+    settings::duration_ms,
+    tasks::{Context, TaskResult},
+};
 
 /// Fires once the database answered and its migrations are in place. Work
 /// that needs the schema waits for it.
@@ -41,6 +45,55 @@ pub struct Supervised {
     pub health_check_interval: Duration,
     pub gate: Gate,
     pub connected: Connected,
+}
+
+/// The database of a started service, and what tells whether it answers.
+pub struct Started {
+    pub database: Database,
+    /// Open while the database answers; `/readyz` reports 503 while it is
+    /// closed, and request handlers answer 503 at once instead of waiting
+    /// out the database timeout.
+    pub gate: Gate,
+    /// Fires once connected and migrated.
+    pub connected: Connected,
+}
+
+/// Opens the pool of `database.url`, adds the `database` readiness gate,
+/// and starts the supervisor task that connects, applies `migrations` and
+/// then watches the database's health.
+///
+/// # Errors
+/// When the URL is unusable or its data folder cannot be made.
+pub fn start(
+    context: &mut Context<'_>,
+    migrations: &'static [Migration],
+) -> Result<Started, OpenError> {
+    let settings = context.settings;
+    let database = Database::open(&settings.database, settings.timeouts.database())?;
+    let gate = Gate::closed("database");
+    context.gates.push(gate.clone());
+    let connected = Connected::default();
+    context.tasks.spawn(
+        "database",
+        supervise(
+            Supervised {
+                database: database.clone(),
+                migrations,
+                migrate_on_start: settings.database.migrate_on_start,
+                health_check_interval: Duration::from_millis(
+                    settings.database.health_check_interval_ms,
+                ),
+                gate: gate.clone(),
+                connected: connected.clone(),
+            },
+            context.draining.clone(),
+        ),
+    );
+    Ok(Started {
+        database,
+        gate,
+        connected,
+    })
 }
 
 /// Connects (and migrates) with retries, then checks the database's health

@@ -35,7 +35,9 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     Ok(parsed)
 }
 
-/// Calls one URL; a 2xx answer is success.
+/// Calls one URL; a 2xx answer is success. The call carries the run's
+/// period as `Idempotency-Key` (`job/period start`), the same when another
+/// replica runs the period again, so the target can do its work once.
 #[derive(Debug, Clone)]
 pub struct HttpCall {
     client: Client,
@@ -54,11 +56,12 @@ impl HttpCall {
 }
 
 impl Action for HttpCall {
-    async fn run(&self) -> Result<(), BoxError> {
+    async fn run(&self, key: &str) -> Result<(), BoxError> {
         let span = tracing::debug_span!("external.call", url.full = %self.url);
         let response = self
             .client
             .get(self.url.clone())
+            .header("idempotency-key", key)
             .send()
             .instrument(span)
             .await?;

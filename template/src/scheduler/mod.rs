@@ -1,11 +1,18 @@
-//! The `scheduler` service type: periodic jobs declared in config.
+//! The `scheduler` service type: periodic jobs declared in config, run
+//! once per period across every replica that shares the database.
 //!
 //! Each `[[scheduler.jobs]]` entry calls its URL every `every_ms`
-//! milliseconds (see [`schedule`] for the timing rules). To run something
-//! other than an HTTP call, implement [`Action`] and start it with
-//! [`schedule::run`] in [`start`].
+//! milliseconds (see [`schedule`] for the timing rules). Each period is
+//! claimed in the run table first ([`claims`]), so replicas on one
+//! PostgreSQL run each period of each job once; the table keeps each run's
+//! outcome, readable at `GET /runs?job=NAME` ([`history`]). To run
+//! something other than an HTTP call, implement [`Action`] and start it
+//! with [`schedule::run`] in [`start`].
 
+pub mod claims;
+mod history;
 mod http_call;
+pub mod runs;
 pub mod schedule;
 
 use std::{collections::HashSet, time::Duration};
@@ -14,10 +21,13 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    claims::{Claims, Delivery},
     http_call::HttpCall,
-    schedule::{Action, Schedule},
+    runs::{MIGRATIONS, RunRecord, RunStore},
+    schedule::{Action, Clock, Schedule},
 };
 use crate::{
+    database,
     settings::{DEFAULT_PORT, Problems},
     tasks::{BoxError, Context},
     timeouts,
@@ -27,6 +37,8 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// How long finished runs stay in the history.
+    pub history_retention_ms: u64,
     pub jobs: Vec<JobSettings>,
 }
 
@@ -42,16 +54,21 @@ pub struct JobSettings {
     pub timeout_ms: u64,
     /// `http://` URL the run calls with GET; any 2xx answer is success.
     pub url: String,
+    /// What happens to a period whose replica died mid-run.
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            history_retention_ms: 7 * 24 * 60 * 60 * 1_000,
             jobs: vec![JobSettings {
                 name: "self-check".to_owned(),
                 every_ms: 60_000,
                 timeout_ms: crate::settings::duration_ms(timeouts::HTTP_CLIENT),
                 url: format!("http://127.0.0.1:{DEFAULT_PORT}/healthz"),
+                delivery: Delivery::AtMostOnce,
             }],
         }
     }
@@ -59,6 +76,7 @@ impl Default for Settings {
 
 impl Settings {
     pub(crate) fn validate(&self, problems: &mut Problems) {
+        problems.require_positive("scheduler.history_retention_ms", self.history_retention_ms);
         let mut names = HashSet::new();
         for (index, job) in self.jobs.iter().enumerate() {
             let key = |field: &str| format!("scheduler.jobs[{index}].{field}");
@@ -82,29 +100,62 @@ impl Settings {
     }
 }
 
-/// Starts one task per configured job. The scheduler serves only the
-/// probes over HTTP.
+/// Opens the database and starts its supervisor, then one task per
+/// configured job once the run table is in place. The scheduler serves the
+/// run history over HTTP.
 ///
 /// # Errors
-/// When the HTTP client cannot be built.
+/// When the database URL is unusable or its data folder cannot be made, or
+/// the HTTP client cannot be built.
 pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
+    let settings = context.settings;
     schedule::describe_metrics();
-    let client = http_call::client(context.settings.timeouts.http_client())?;
-    for job in &context.settings.scheduler.jobs {
+    claims::describe_metrics();
+    let database::Started {
+        database,
+        gate,
+        connected,
+    } = database::start(context, MIGRATIONS)?;
+    let store = RunStore::new(database, claims::replica_name());
+    let client = http_call::client(settings.timeouts.http_client())?;
+    let clock = Clock::system();
+    for job in &settings.scheduler.jobs {
         let schedule = Schedule {
             name: job.name.clone(),
             every: Duration::from_millis(job.every_ms),
             timeout: Duration::from_millis(job.timeout_ms),
         };
+        let claims = Claims {
+            store: store.clone(),
+            delivery: job.delivery,
+            lease: schedule.timeout + settings.timeouts.database(),
+            retention: Duration::from_millis(settings.scheduler.history_retention_ms),
+        };
         let action = HttpCall::new(client.clone(), &job.url)?;
+        let connected = connected.clone();
         let draining = context.draining.clone();
         let abandon = context.abandon.clone();
         context.tasks.spawn("scheduled job", async move {
-            schedule::run(schedule, action, draining, abandon).await;
+            tokio::select! {
+                biased;
+                () = draining.cancelled() => return Ok(()),
+                () = connected.wait() => {}
+            }
+            schedule::run(schedule, action, claims, clock, draining, abandon).await;
             Ok(())
         });
     }
-    Ok(Router::new())
+    Ok(history::routes(history::History {
+        store,
+        gate,
+        jobs: settings
+            .scheduler
+            .jobs
+            .iter()
+            .map(|job| job.name.clone())
+            .collect(),
+        retry_after_secs: settings.http.retry_after_secs,
+    }))
 }
 
 #[cfg(test)]
@@ -113,7 +164,11 @@ mod tests {
 
     fn problems(jobs: Vec<JobSettings>) -> Vec<(String, String)> {
         let mut problems = Problems::default();
-        Settings { jobs }.validate(&mut problems);
+        Settings {
+            jobs,
+            ..Settings::default()
+        }
+        .validate(&mut problems);
         problems.into_inner()
     }
 
@@ -123,6 +178,7 @@ mod tests {
             every_ms: 1_000,
             timeout_ms: 500,
             url: url.to_owned(),
+            delivery: Delivery::AtMostOnce,
         }
     }
 

@@ -1,16 +1,21 @@
 //! Running one periodic job.
 //!
 //! Timing rules:
-//! - the first run starts one period after start-up, then one per period;
-//! - a run never overlaps the previous run of the same job: runs happen one
-//!   after the other in a single task;
+//! - periods start at multiples of the job's period since the Unix epoch,
+//!   so that every replica agrees on them; the first run is at the first
+//!   period start after start-up;
+//! - each period is claimed through the [`Ledger`] before it runs, and runs
+//!   only on the replica whose claim won it;
+//! - a run never overlaps another run of the same job: one task runs a
+//!   job's periods one after the other, and the ledger refuses a claim
+//!   while another replica's run of the job is held;
 //! - ticks missed while a run was slow are skipped, not run back to back:
 //!   the next run starts at the next period boundary;
 //! - each run is limited to the job's timeout;
 //! - once the drain starts no new run starts; a run in progress may finish
 //!   until the drain deadline, where it is cancelled. Every run ends in one
-//!   `run finished` event with `job.name` and `outcome`, counted in
-//!   [`RUNS`] and timed in [`RUN_DURATION`].
+//!   `run finished` event with `job.name`, `period_start_ms` and `outcome`,
+//!   counted in [`RUNS`] and timed in [`RUN_DURATION`].
 
 use std::{future::Future, time::Duration};
 
@@ -18,7 +23,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{settings::duration_ms, tasks::BoxError};
+use super::runs::{Held, Running};
+use crate::{
+    database::{ms, now_ms},
+    settings::duration_ms,
+    tasks::BoxError,
+};
 
 /// Counter of finished runs, by `job` (its configured name) and `outcome`.
 pub const RUNS: &str = "nebula_scheduler_runs_total";
@@ -29,7 +39,7 @@ pub const RUN_DURATION: &str = "nebula_scheduler_run_duration_seconds";
 pub fn describe_metrics() {
     metrics::describe_counter!(
         RUNS,
-        "Scheduled runs finished, by job name and outcome: succeeded, failed, timed_out or cancelled"
+        "Scheduled runs finished on this replica, by job name and outcome: succeeded, failed, timed_out or cancelled"
     );
     metrics::describe_histogram!(
         RUN_DURATION,
@@ -38,9 +48,43 @@ pub fn describe_metrics() {
     );
 }
 
-/// The work a job does on each run.
+/// The work a job does on each run. `key` names the run's period
+/// (`job/period start`): the same for a period run again by another
+/// replica, so a target can use it to do the work once.
 pub trait Action: Send + Sync + 'static {
-    fn run(&self) -> impl Future<Output = Result<(), BoxError>> + Send;
+    fn run(&self, key: &str) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// Who runs which period. In the service, the run table shared by the
+/// replicas ([`super::claims::Claims`]).
+pub trait Ledger: Send + Sync + 'static {
+    /// Claims the period starting at `period_start` (ms since the epoch).
+    fn claim(&self, job: &str, period_start: i64) -> impl Future<Output = Decision> + Send;
+    /// Looks at a run held elsewhere whose lease has run out.
+    fn look_after(&self, job: &str, running: &Running) -> impl Future<Output = Decision> + Send;
+    /// Records how a run this replica held ended.
+    fn finish(&self, job: &str, run: Finished) -> impl Future<Output = ()> + Send;
+}
+
+/// What a job's task does after asking the [`Ledger`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Run this period here.
+    Run(Held),
+    /// Another replica holds a run of the job: look again once its lease
+    /// runs out.
+    Watch(Running),
+    /// Nothing to run.
+    Skip,
+}
+
+/// A run that ended, for [`Ledger::finish`].
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub held: Held,
+    pub outcome: RunOutcome,
+    pub duration: Duration,
+    pub error: Option<String>,
 }
 
 /// When and for how long a job runs.
@@ -73,68 +117,140 @@ impl RunOutcome {
     }
 }
 
+/// Wall-clock milliseconds read from the runtime's monotonic clock, so
+/// that period starts are agreed between replicas (wall time) while the
+/// waits follow Tokio's clock (which tests can pause).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: Instant,
+    origin_ms: i64,
+}
+
+impl Clock {
+    /// The system clock, read once now.
+    #[must_use]
+    pub fn system() -> Self {
+        Self::starting_at(now_ms())
+    }
+
+    /// A clock that reads `origin_ms` now.
+    #[must_use]
+    pub fn starting_at(origin_ms: i64) -> Self {
+        Self {
+            origin: Instant::now(),
+            origin_ms,
+        }
+    }
+
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.origin_ms.saturating_add(ms(self.origin.elapsed()))
+    }
+
+    /// The instant at which this clock reads `at_ms`.
+    #[must_use]
+    pub fn instant_at(&self, at_ms: i64) -> Instant {
+        let ahead = u64::try_from(at_ms.saturating_sub(self.origin_ms)).unwrap_or(0);
+        self.origin + Duration::from_millis(ahead)
+    }
+}
+
+/// How long after a watched lease runs out the job's task looks at it:
+/// the replicas' clocks differ a little.
+const WATCH_SLACK_MS: i64 = 250;
+
 /// Runs `action` on `schedule` until `draining` is cancelled (after the run
 /// in progress, if any, ends) or `abandon` cuts the run in progress.
-pub async fn run<A: Action>(
+pub async fn run<A: Action, L: Ledger>(
     schedule: Schedule,
     action: A,
+    ledger: L,
+    clock: Clock,
     draining: CancellationToken,
     abandon: CancellationToken,
 ) {
-    let origin = Instant::now();
-    let mut next = origin + schedule.every;
+    let every_ms = ms(schedule.every).max(1);
+    let mut next = boundary_at_or_after(clock.now_ms() + 1, every_ms);
+    let mut watching: Option<Running> = None;
     loop {
+        let tick_at = clock.instant_at(next);
+        let watch_at = watching
+            .as_ref()
+            .map(|running| clock.instant_at(running.lease_until.saturating_add(WATCH_SLACK_MS)))
+            .filter(|watch_at| *watch_at < tick_at);
         tokio::select! {
             biased;
             () = draining.cancelled() => break,
-            () = tokio::time::sleep_until(next) => {}
+            () = tokio::time::sleep_until(watch_at.unwrap_or(tick_at)) => {}
         }
-        let span = tracing::info_span!("job.execute", job.name = %schedule.name);
-        let outcome = run_once(&schedule, &action, &abandon)
-            .instrument(span)
-            .await;
-        if outcome == RunOutcome::Cancelled {
-            break;
+        let looking_after = watch_at.and(watching.take());
+        let decision = match &looking_after {
+            Some(running) => ledger.look_after(&schedule.name, running).await,
+            None => {
+                let period_start = next;
+                next = next.saturating_add(every_ms);
+                ledger.claim(&schedule.name, period_start).await
+            }
+        };
+        match decision {
+            Decision::Run(held) => {
+                let span = tracing::info_span!(
+                    "job.execute",
+                    job.name = %schedule.name,
+                    period_start_ms = held.period_start,
+                    attempt = held.attempt
+                );
+                let finished = run_once(&schedule, &action, held, &abandon)
+                    .instrument(span)
+                    .await;
+                let outcome = finished.outcome;
+                ledger.finish(&schedule.name, finished).await;
+                if outcome == RunOutcome::Cancelled {
+                    break;
+                }
+            }
+            Decision::Watch(running) => watching = Some(running),
+            Decision::Skip => {}
         }
-        next = next_start(origin, schedule.every, next, Instant::now());
+        // Boundaries that passed during a tick's run are skipped. A period
+        // taken over from a dead replica is not a tick: the tick due
+        // meanwhile still runs, late, once.
+        if looking_after.is_none() {
+            next = next.max(boundary_at_or_after(clock.now_ms(), every_ms));
+        }
     }
     tracing::debug!(job.name = %schedule.name, "schedule stopped");
 }
 
-/// The first period boundary (`origin` + k × `every`) after `previous` that
-/// is not already in the past: the boundaries a slow run missed are skipped.
-fn next_start(origin: Instant, every: Duration, previous: Instant, now: Instant) -> Instant {
-    let following = previous + every;
-    if now <= following {
-        return following;
-    }
-    let every_ns = every.as_nanos().max(1);
-    let periods = (now - origin).as_nanos().div_ceil(every_ns);
-    let offset_ns = u64::try_from(periods.saturating_mul(every_ns)).unwrap_or(u64::MAX);
-    origin + Duration::from_nanos(offset_ns)
+/// The first multiple of `every_ms` that is not before `at_ms`.
+fn boundary_at_or_after(at_ms: i64, every_ms: i64) -> i64 {
+    let periods = at_ms.saturating_add(every_ms - 1).div_euclid(every_ms);
+    periods.saturating_mul(every_ms)
 }
 
 async fn run_once<A: Action>(
     schedule: &Schedule,
     action: &A,
+    held: Held,
     abandon: &CancellationToken,
-) -> RunOutcome {
+) -> Finished {
+    let key = format!("{}/{}", schedule.name, held.period_start);
     let started = Instant::now();
     let result = tokio::select! {
         biased;
         () = abandon.cancelled() => None,
-        result = tokio::time::timeout(schedule.timeout, action.run()) => Some(result),
+        result = tokio::time::timeout(schedule.timeout, action.run(&key)) => Some(result),
     };
     let elapsed = started.elapsed();
     let duration_ms = duration_ms(elapsed);
-    let outcome = match result {
-        None => RunOutcome::Cancelled,
-        Some(Ok(Ok(()))) => RunOutcome::Succeeded,
+    let (outcome, error) = match result {
+        None => (RunOutcome::Cancelled, None),
+        Some(Ok(Ok(()))) => (RunOutcome::Succeeded, None),
         Some(Ok(Err(error))) => {
             tracing::warn!(error = %error, "run returned an error");
-            RunOutcome::Failed
+            (RunOutcome::Failed, Some(error.to_string()))
         }
-        Some(Err(_elapsed)) => RunOutcome::TimedOut,
+        Some(Err(_elapsed)) => (RunOutcome::TimedOut, None),
     };
     let labels = [
         ("job", schedule.name.clone()),
@@ -142,12 +258,18 @@ async fn run_once<A: Action>(
     ];
     metrics::counter!(RUNS, &labels).increment(1);
     metrics::histogram!(RUN_DURATION, &labels).record(elapsed.as_secs_f64());
+    let period_start_ms = held.period_start;
     if outcome == RunOutcome::Succeeded {
-        tracing::info!(job.name = %schedule.name, outcome = outcome.as_str(), duration_ms, "run finished");
+        tracing::info!(job.name = %schedule.name, period_start_ms, outcome = outcome.as_str(), duration_ms, "run finished");
     } else {
-        tracing::warn!(job.name = %schedule.name, outcome = outcome.as_str(), duration_ms, "run finished");
+        tracing::warn!(job.name = %schedule.name, period_start_ms, outcome = outcome.as_str(), duration_ms, "run finished");
     }
-    outcome
+    Finished {
+        held,
+        outcome,
+        duration: elapsed,
+        error,
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +316,7 @@ mod tests {
     }
 
     impl Action for Recorder {
-        async fn run(&self) -> Result<(), BoxError> {
+        async fn run(&self, _key: &str) -> Result<(), BoxError> {
             self.starts.lock().unwrap().push(self.origin.elapsed());
             let now_running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_at_once.fetch_max(now_running, Ordering::SeqCst);
@@ -202,6 +324,25 @@ mod tests {
             self.running.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         }
+    }
+
+    /// A ledger for one replica alone: every period is claimed.
+    struct Solo;
+
+    impl Ledger for Solo {
+        async fn claim(&self, _job: &str, period_start: i64) -> Decision {
+            Decision::Run(Held {
+                period_start,
+                token: 1,
+                attempt: 1,
+            })
+        }
+
+        async fn look_after(&self, _job: &str, _running: &Running) -> Decision {
+            Decision::Skip
+        }
+
+        async fn finish(&self, _job: &str, _run: Finished) {}
     }
 
     fn schedule(timeout: Duration) -> Schedule {
@@ -225,6 +366,8 @@ mod tests {
         let handle = tokio::spawn(run(
             schedule(timeout),
             recorder.clone(),
+            Solo,
+            Clock::starting_at(0),
             draining.clone(),
             abandon.clone(),
         ));

@@ -25,10 +25,9 @@ use tracing::Instrument;
 use super::{
     Backlog, Claimed, JOB_ATTEMPT_FAILURES, JOB_DURATION, JOBS, JOBS_CLAIMED, JOBS_RELEASED, Job,
     LEASE_LOSSES, LeaseLost, Next, RetryPolicy, Store, job::Outcome, keep_lease, run_attempt,
-    store::now_ms,
 };
 use crate::{
-    database::{Connected, DbError, jittered},
+    database::{Connected, DbError, jittered, now_ms},
     settings::duration_ms,
 };
 

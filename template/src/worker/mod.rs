@@ -43,11 +43,10 @@ pub use self::{
     commit::Backlog,
     job::{Job, JobId, JobRequest},
     lease::{LeaseLost, keep_lease},
-    store::{Claimed, JobStatus, NewJob, Store},
+    store::{Claimed, JobStatus, MIGRATIONS, NewJob, Store},
 };
 use crate::{
-    database::{self, Database},
-    readiness::Gate,
+    database,
     settings::Problems,
     tasks::{BoxError, Context},
 };
@@ -205,27 +204,7 @@ pub fn describe_metrics() {
     metrics::describe_gauge!(QUEUE_CAPACITY, "Most jobs that may wait");
 }
 
-/// Why the `migrate` command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MigrateError {
-    #[error(transparent)]
-    Open(#[from] database::OpenError),
-    #[error(transparent)]
-    Migrate(#[from] database::MigrationError),
-}
-
-/// The `migrate` command: applies the worker's migrations and returns.
-///
-/// # Errors
-/// When the database cannot be opened or migrated.
-pub async fn migrate(settings: &crate::Settings) -> Result<(), MigrateError> {
-    let database = Database::open(&settings.database, settings.timeouts.database())?;
-    database::migrate(&database, store::MIGRATIONS).await?;
-    tracing::info!(database.url = %settings.database.url, "database migrated");
-    Ok(())
-}
-
-/// Opens the database, starts its supervisor, the intake writer, the
+/// Opens the database and starts its supervisor, then the intake writer, the
 /// dispatcher and the maintenance tasks, and returns the job routes.
 ///
 /// # Errors
@@ -233,30 +212,15 @@ pub async fn migrate(settings: &crate::Settings) -> Result<(), MigrateError> {
 pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
     let settings = context.settings;
     describe_metrics();
-    let database = Database::open(&settings.database, settings.timeouts.database())?;
+    let database::Started {
+        database,
+        gate,
+        connected,
+    } = database::start(context, MIGRATIONS)?;
     let store = Store::new(database.clone());
-    let gate = Gate::closed("database");
-    context.gates.push(gate.clone());
-    let connected = database::Connected::default();
     let wake = Arc::new(Notify::new());
     let backlog = Backlog::new(settings.worker.queue_capacity);
 
-    context.tasks.spawn(
-        "database",
-        database::supervise(
-            database::Supervised {
-                database: database.clone(),
-                migrations: store::MIGRATIONS,
-                migrate_on_start: settings.database.migrate_on_start,
-                health_check_interval: Duration::from_millis(
-                    settings.database.health_check_interval_ms,
-                ),
-                gate: gate.clone(),
-                connected: connected.clone(),
-            },
-            context.draining.clone(),
-        ),
-    );
     let (committer, writer) = commit::channel(
         store.clone(),
         settings.http.max_concurrent_requests,

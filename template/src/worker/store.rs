@@ -11,18 +11,14 @@
 //! can no longer write anything about that job. The rescue itself is one guarded
 //! statement, so it cannot overwrite a job that finished meanwhile.
 
-use std::{
-    collections::HashSet,
-    fmt::Write,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashSet, fmt::Write, time::Duration};
 
 use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 use tokio::time::Instant;
 
 use super::{JobId, JobRequest};
-use crate::database::{Backend, Database, DbError, Migration};
+use crate::database::{Backend, Database, DbError, Migration, ms, now_ms};
 
 /// The worker's migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -33,23 +29,6 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// PostgreSQL channel on which intake announces new jobs.
 pub const NEW_JOBS_CHANNEL: &str = "nebula_jobs_queued";
-
-/// Milliseconds since the Unix epoch, the unit of every time column.
-/// Leases compare these across replicas: keep the hosts' clocks in sync
-/// (NTP); the lease is long against any sane skew.
-#[must_use]
-pub fn now_ms() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// A duration in whole milliseconds, as stored.
-#[must_use]
-pub fn ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// A job to insert, as intake received it.
 #[derive(Debug, Clone)]

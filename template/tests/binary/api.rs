@@ -1,10 +1,15 @@
 //! The `api` binary under load: SIGTERM mid-load completes what was
 //! started and refuses the rest, overload is shed with 503, and a request
-//! that outlasts the grace ends the process with the deadline code.
+//! that outlasts the grace ends the process with the deadline code. Its
+//! items outlive the process, and a database outage gives 503s with
+//! `Retry-After` until the database is back.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[path = "../shared/held_request.rs"]
 mod held_request;
@@ -12,10 +17,13 @@ mod held_request;
 use self::held_request::hold_every_permit;
 use crate::{
     load::{Load, balancer},
+    outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
+    proxy,
     support::{
         Answer, Counts, Launch, Process, answer, assert_deadline_exit,
         assert_overload_memory_bounded, client, deadline_summary, kib, runtime, serial, summary,
     },
+    test_database::{Engine, TestDatabase, note_skipped},
 };
 
 use {{crate_name}}::Exit;
@@ -23,7 +31,9 @@ use {{crate_name}}::Exit;
 fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
     let url = process.url("/v1/items");
     Load::start(clients, limit, move |http| {
-        http.post(&url).json(&json!({"name": "load"}))
+        // Names are unique: a second item with a name in use gets 409.
+        let name = format!("load-{}", uuid::Uuid::new_v4());
+        http.post(&url).json(&json!({ "name": name }))
     })
 }
 
@@ -36,7 +46,6 @@ fn sigterm_mid_load_completes_started_requests_and_refuses_later_ones() {
     runtime().block_on(async {
         let process = Launch::default()
             .setting("SHUTDOWN__READINESS_DELAY_MS", 2_000)
-            .setting("API__MAX_ITEMS", 1_000_000)
             .start()
             .await;
         let load = create_load(&process, 16, 1_000_000);
@@ -91,10 +100,7 @@ fn sigterm_mid_load_completes_started_requests_and_refuses_later_ones() {
 fn without_a_readiness_delay_connections_in_the_accept_queue_are_reset() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
-            .setting("API__MAX_ITEMS", 1_000_000)
-            .start()
-            .await;
+        let process = Launch::default().start().await;
         let load = create_load(&process, 16, 1_000_000);
         load.wait_for_offers(1_000).await;
         process.signal("TERM");
@@ -135,7 +141,7 @@ fn overload_is_shed_with_503_and_memory_stays_bounded() {
             .start()
             .await;
         let idle_rss = process.rss_kib();
-        let held = hold_every_permit(process.address, "/v1/items", r#"{"name": "held"}"#, 8).await;
+        let held = hold_every_permit(process.address, "/v1/items", "held", 8).await;
 
         let load = create_load(&process, 32, 2_000);
         let (tally, peak_rss) = load.finish_watching_memory(&process, 2_000).await;
@@ -191,7 +197,7 @@ fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
             .setting("HTTP__MAX_CONCURRENT_REQUESTS", 1)
             .start()
             .await;
-        let held = hold_every_permit(process.address, "/v1/items", r#"{"name": "held"}"#, 1)
+        let held = hold_every_permit(process.address, "/v1/items", "held", 1)
             .await
             .remove(0);
 
@@ -212,5 +218,182 @@ fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
             !response.starts_with("HTTP/1.1 201"),
             "the request was cut at the deadline: {response}"
         );
+    });
+}
+
+/// Creates an item on `process`; returns its id.
+async fn create_item(process: &Process, name: &str) -> String {
+    let created = client()
+        .post(process.url("/v1/items"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .expect("the item request is answered");
+    assert_eq!(created.status(), 201);
+    created.json::<Value>().await.expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+#[test]
+fn items_outlive_a_killed_process_on_sqlite() {
+    items_outlive_a_killed_process(Engine::Sqlite);
+}
+
+#[test]
+fn items_outlive_a_killed_process_on_postgres() {
+    items_outlive_a_killed_process(Engine::Postgres);
+}
+
+/// Every item answered 201 is there after SIGKILL and a new start.
+fn items_outlive_a_killed_process(engine: Engine) {
+    let _serial = serial();
+    runtime().block_on(async {
+        let Some(database) = TestDatabase::create(engine, "items_restart").await else {
+            return;
+        };
+        let launch = Launch::default().database(Arc::new(database));
+        let process = launch.start().await;
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            ids.push(create_item(&process, &format!("kept {n}")).await);
+        }
+        process.signal("KILL");
+        let killed = process.exit().await;
+        assert_eq!(killed.code, None, "killed by the signal");
+
+        let process = launch.start().await;
+        for id in &ids {
+            let read = client()
+                .get(process.url(&format!("/v1/items/{id}")))
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(read.status(), 200, "item {id} after the restart");
+        }
+        let listed: Value = client()
+            .get(process.url("/v1/items"))
+            .send()
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(listed["items"].as_array().map(Vec::len), Some(ids.len()));
+        process.signal("TERM");
+        assert_eq!(
+            process.exit().await.code,
+            Some(i32::from(Exit::Clean.code()))
+        );
+    });
+}
+
+/// PostgreSQL goes away under a write load (the test cuts the connection
+/// path) and comes back: readiness turns 503, item requests answer 503
+/// with `Retry-After` (never a 500 or 504, never a hang), and once the
+/// database is back the api is ready and creates items again.
+#[test]
+fn a_database_outage_mid_load_gives_503s_and_the_api_recovers() {
+    database_outage(Outage::ConnectionsCut);
+}
+
+/// The same with the server itself stopped and started again; needs
+/// `NEBULA_TEST_POSTGRES_CTL`.
+#[test]
+fn a_postgres_restart_mid_load_gives_503s_and_the_api_recovers() {
+    database_outage(Outage::ServerRestart);
+}
+
+fn database_outage(outage: Outage) {
+    let _serial = serial();
+    runtime().block_on(async {
+        let control = match outage {
+            Outage::ServerRestart => {
+                let Ok(program) = std::env::var(POSTGRES_CTL_VAR) else {
+                    note_skipped(&format!(
+                        "the api's PostgreSQL restart test is skipped: set {POSTGRES_CTL_VAR} to a program that stops and starts the test server"
+                    ));
+                    return;
+                };
+                Some(program)
+            }
+            Outage::ConnectionsCut => None,
+        };
+        let Some(database) = TestDatabase::create(Engine::Postgres, "items_outage").await else {
+            return;
+        };
+        let url = database.url.expose();
+        let mut relay = proxy::Relay::start(proxy::server_address(url));
+        let target = match outage {
+            Outage::ConnectionsCut => TestDatabase::postgres_at(&database, proxy::through(url, relay.address)),
+            Outage::ServerRestart => TestDatabase::postgres_at(&database, url.to_owned()),
+        };
+        let process = Launch::default()
+            .database(Arc::new(target))
+            .setting("TIMEOUTS__DATABASE_MS", 500)
+            .setting("DATABASE__HEALTH_CHECK_INTERVAL_MS", 200)
+            .start()
+            .await;
+        let kept = create_item(&process, "before the outage").await;
+        let load = create_load(&process, 8, 1_000_000);
+        load.wait_for_offers(200).await;
+
+        match &control {
+            Some(program) => control_server(program, "stop").await,
+            None => relay.cut(),
+        }
+        let readyz = process.url("/readyz");
+        let not_ready = wait_for_status(&readyz, 503).await;
+        for path in ["/v1/items".to_owned(), format!("/v1/items/{kept}")] {
+            let during = client().get(process.url(&path)).send().await;
+            let during = during.expect("the api answers during the outage");
+            assert_eq!(during.status(), 503, "{path}");
+            assert_eq!(during.headers()["retry-after"], "1", "{path}");
+        }
+
+        match &control {
+            Some(program) => control_server(program, "start").await,
+            None => relay.restore(),
+        }
+        let ready_again = wait_for_status(&readyz, 200).await;
+        create_item(&process, "after the outage").await;
+        load.stop.store(true, Ordering::SeqCst);
+        let tally = load.finish().await;
+        let read = client()
+            .get(process.url(&format!("/v1/items/{kept}")))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(read.status(), 200);
+        process.signal("TERM");
+        let exited = process.exit().await;
+        summary(
+            match outage {
+                Outage::ConnectionsCut => "items-database-outage",
+                Outage::ServerRestart => "items-postgres-restart",
+            },
+            Counts {
+                offered: tally.offered(),
+                accepted: tally.accepted.len(),
+                completed: tally.accepted.len(),
+                refused: tally.refused(),
+                lost: tally.broken.len(),
+            },
+            exited.code,
+            &format!(
+                "not_ready_after_ms={} ready_again_after_ms={}",
+                not_ready.as_millis(),
+                ready_again.as_millis()
+            ),
+        );
+        assert!(
+            tally.broken.is_empty(),
+            "answers other than 2xx/503: {:?}",
+            tally.broken
+        );
+        assert_eq!(tally.refused_without_retry_after, 0);
+        assert!(tally.refused_with_retry_after > 0, "the outage was seen");
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
     });
 }

@@ -1,8 +1,8 @@
 //! The binary run the way the image and the Kubernetes manifests run it:
 //! - the environment holds only the Dockerfile's `ENV` and the `ConfigMap`;
 //! - the working directory is empty and read-only, as
-//!   `readOnlyRootFilesystem` makes the container's{% if service_type == "worker" %}, but for the `data`
-//!   folder the data volume is mounted on{% endif %};
+//!   `readOnlyRootFilesystem` makes the container's, but for the `data`
+//!   folder{% if database == "sqlite" %} the data volume is mounted on{% else %} the binary's default SQLite file needs{% endif %};
 //! - the process runs as the image's user (uid 65532) when the tests run
 //!   as root, as they do in CI containers; otherwise as the current user,
 //!   who is not root either.
@@ -54,10 +54,9 @@ impl ImageLayout {
             .expect("scratch bin/ is created");
         fs::copy(BINARY, layout.binary()).expect("the binary is copied");
         fs::create_dir(layout.workdir()).expect("scratch working folder is created");
-{%- if service_type == "worker" %}
 {%- if database == "sqlite" %}
         // The volume the manifests mount at WORKDIR/data, writable by the
-        // image's user: the only place the worker may write.
+        // image's user: the only place the service may write.
 {%- else %}
         // The manifests give a PostgreSQL URL from a Secret, which is not
         // here: the binary runs on its default SQLite file, in a data
@@ -68,7 +67,6 @@ impl ImageLayout {
         if let Some((uid, gid)) = image_user() {
             std::os::unix::fs::chown(&data, Some(uid), Some(gid)).expect("data folder is chowned");
         }
-{%- endif %}
         for (path, mode) in [
             (layout.root.as_path(), 0o755),
             (layout.binary().parent().expect("bin/"), 0o755),

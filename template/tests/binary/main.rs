@@ -12,12 +12,12 @@ mod container;
 mod load;
 #[path = "../shared/metrics_text.rs"]
 mod metrics_text;
+mod outage;
+mod proxy;
 mod shutdown;
 mod support;
-{%- if service_type == "worker" %}
 #[path = "../shared/test_database.rs"]
 mod test_database;
-{%- endif %}
 
 /// This service type under load, overload and shutdown.
 mod {{service_type}};

@@ -22,10 +22,8 @@ use tokio::{
 // Two lines: as one, the longest project names would make rustfmt wrap it.
 use {{crate_name}}::healthcheck;
 use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
-{%- if service_type == "worker" %}
 
 use crate::test_database::TestDatabase;
-{%- endif %}
 
 /// The binary under test, built by Cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
@@ -61,26 +59,21 @@ pub struct Launch {
     dir: Option<PathBuf>,
     /// Run as this uid and gid (needs root).
     user: Option<(u32, u32)>,
-{%- if service_type == "worker" %}
-    /// The database the process keeps its jobs in; shared by the clones of
+
+    /// The database the process keeps its state in; shared by the clones of
     /// this launch (a restart, a replica), removed after the last.
     database: Option<Arc<TestDatabase>>,
-{%- endif %}
 }
 
 impl Default for Launch {
-{%- if service_type == "worker" %}
     /// JSON logs, free loopback ports, and a SQLite database of its own in
     /// a temporary folder.
-{%- endif %}
     fn default() -> Self {
         Self::bare()
             .args(&["--log-format", "json"])
             .setting("HTTP__LISTEN", "127.0.0.1:0")
             .setting("METRICS__LISTEN", "127.0.0.1:0")
-{%- if service_type == "worker" %}
             .database(Arc::new(TestDatabase::sqlite()))
-{%- endif %}
     }
 }
 
@@ -94,20 +87,17 @@ impl Launch {
             args: Vec::new(),
             dir: None,
             user: None,
-{%- if service_type == "worker" %}
+
             database: None,
-{%- endif %}
         }
     }
-{%- if service_type == "worker" %}
 
-    /// Keeps the jobs in `database` (`database.url`).
+    /// Keeps the state in `database` (`database.url`).
     pub fn database(mut self, database: Arc<TestDatabase>) -> Self {
         self = self.setting("DATABASE__URL", database.url.expose());
         self.database = Some(database);
         self
     }
-{%- endif %}
 
     /// Runs this copy of the binary instead.
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
@@ -203,9 +193,8 @@ impl Launch {
             reader: Some(reader),
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_address: SocketAddr::from(([127, 0, 0, 1], 0)),
-{%- if service_type == "worker" %}
+
             _database: self.database.clone(),
-{%- endif %}
         };
         let ready = process
             .wait_for_event("the ready event", |event| event["message"] == "ready")
@@ -280,11 +269,10 @@ pub struct Process {
     reader: Option<JoinHandle<()>>,
     pub address: SocketAddr,
     pub metrics_address: SocketAddr,
-{%- if service_type == "worker" %}
+
     /// Kept while the process runs, so its folder is not removed under it
     /// when the launch that made it is gone.
     _database: Option<Arc<TestDatabase>>,
-{%- endif %}
 }
 
 /// How a process ended.

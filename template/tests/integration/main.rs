@@ -5,10 +5,9 @@ mod lifecycle;
 #[path = "../shared/metrics_text.rs"]
 mod metrics_text;
 mod support;
-{%- if service_type == "worker" %}
+
 #[path = "../shared/test_database.rs"]
 mod test_database;
-{%- endif %}
 
 /// The behaviour of this service type.
-mod {{service_type}};
+mod api;

@@ -1,15 +1,27 @@
 //! The `scheduler` type: configured jobs call their URL on schedule, and
 //! failures are logged without stopping the schedule.
 
+use std::time::Duration;
+
 use axum::{Router, http::StatusCode, routing::get};
+use serde_json::Value;
 use tokio::{net::TcpListener, sync::mpsc};
 
 use crate::{
     metrics_text::{count, series},
     support::{Logs, eventually, settings, start},
+    test_database::{Engine, TestDatabase},
 };
 
-use {{crate_name}}::{Stopped, prometheus, scheduler::JobSettings};
+use {{crate_name}}::{
+    Settings, Stopped,
+    database::{self, Database},
+    prometheus,
+    scheduler::{
+        self, Delivery, JobSettings, RunStore,
+        runs::Claim,
+    },
+};
 
 /// A local HTTP target that answers `status` and reports each call.
 async fn target(status: StatusCode) -> (String, mpsc::Receiver<()>) {
@@ -36,6 +48,7 @@ fn job(url: String) -> JobSettings {
         every_ms: 50,
         timeout_ms: 5_000,
         url,
+        delivery: Delivery::AtMostOnce,
     }
 }
 
@@ -121,4 +134,179 @@ async fn every_run_is_counted_and_timed_under_its_job_name() {
         u64::try_from(runs).unwrap(),
         "{timed}"
     );
+}
+
+/// Settings that keep the runs in `database`, with one job calling `url`.
+fn on(database: &TestDatabase, url: String) -> Settings {
+    let mut settings = settings();
+    settings.database.url = database.url.clone();
+    settings.scheduler.jobs = vec![job(url)];
+    settings
+}
+
+#[tokio::test]
+async fn runs_are_recorded_and_listed_newest_first_on_sqlite() {
+    runs_are_recorded_and_listed_newest_first(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn runs_are_recorded_and_listed_newest_first_on_postgres() {
+    runs_are_recorded_and_listed_newest_first(Engine::Postgres).await;
+}
+
+async fn runs_are_recorded_and_listed_newest_first(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "run_history").await else {
+        return;
+    };
+    let (url, mut calls) = target(StatusCode::OK).await;
+    let service = start(on(&database, url.clone())).await;
+    for call in 1..=4 {
+        tokio::time::timeout(crate::support::WAIT_LIMIT, calls.recv())
+            .await
+            .unwrap_or_else(|_| panic!("call {call} should arrive"));
+    }
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+    // The history outlives the process; this one runs nothing meanwhile.
+    let mut later = on(&database, url);
+    later.scheduler.jobs[0].every_ms = 3_600_000;
+    let service = start(later).await;
+
+    let listed: Value = service
+        .get("/runs?job=hook&limit=3")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let runs = listed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{listed}");
+    let periods: Vec<i64> = runs
+        .iter()
+        .map(|run| run["period_start_ms"].as_i64().unwrap())
+        .collect();
+    assert!(periods.windows(2).all(|pair| pair[0] > pair[1]), "{periods:?}");
+    assert!(periods.iter().all(|period| period % 50 == 0), "{periods:?}");
+    for run in runs {
+        assert_eq!(run["job"], "hook");
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert_eq!(run["attempt"], 1);
+        assert!(run["replica"].as_str().is_some_and(|replica| !replica.is_empty()));
+        assert!(run["duration_ms"].as_i64().is_some(), "{run}");
+    }
+    for (query, status) in [
+        ("?job=unknown", 404),
+        ("?job=hook&limit=0", 400),
+        ("?job=hook&limit=101", 400),
+        ("", 400),
+    ] {
+        let answered = service.get(&format!("/runs{query}")).await.unwrap();
+        assert_eq!(answered.status(), status, "{query}");
+    }
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+}
+
+#[tokio::test]
+async fn finished_runs_are_pruned_after_the_retention() {
+    let database = TestDatabase::sqlite();
+    let (url, mut calls) = target(StatusCode::OK).await;
+    let mut settings = on(&database, url);
+    settings.scheduler.history_retention_ms = 200;
+    let service = start(settings).await;
+    let mut seen = 0;
+    while seen < 20 {
+        tokio::time::timeout(crate::support::WAIT_LIMIT, calls.recv())
+            .await
+            .expect("calls keep arriving");
+        seen += 1;
+    }
+    let listed: Value = service
+        .get("/runs?job=hook&limit=100")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kept = listed["runs"].as_array().unwrap().len();
+    // 200 ms of 50 ms periods, and the runs since the last prune.
+    assert!(kept < 10, "{kept} of {seen} runs kept");
+    assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+}
+
+/// The claim rules on the run table itself, as two replicas see it.
+#[tokio::test]
+async fn claims_fence_off_a_replica_whose_lease_ran_out_on_sqlite() {
+    claims_fence_off_a_replica_whose_lease_ran_out(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claims_fence_off_a_replica_whose_lease_ran_out_on_postgres() {
+    claims_fence_off_a_replica_whose_lease_ran_out(Engine::Postgres).await;
+}
+
+async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
+    let Some(test_database) = TestDatabase::create(engine, "run_claims").await else {
+        return;
+    };
+    let mut settings = settings();
+    settings.database.url = test_database.url.clone();
+    let database = Database::open(&settings.database, Duration::from_secs(5)).unwrap();
+    database::migrate(&database, scheduler::MIGRATIONS)
+        .await
+        .unwrap();
+    let a = RunStore::new(database.clone(), "a".to_owned());
+    let b = RunStore::new(database, "b".to_owned());
+    let long = Duration::from_secs(60);
+    let ran = Duration::from_millis(5);
+
+    // One claim per period; one running run per job.
+    let Claim::Won(held) = a.claim("job", 1_000, long).await.unwrap() else {
+        panic!("the first claim of a period wins");
+    };
+    let Claim::Taken(Some(running)) = b.claim("job", 1_000, long).await.unwrap() else {
+        panic!("a period is claimed once");
+    };
+    assert_eq!((running.replica.as_str(), running.token), ("a", 1));
+    assert!(matches!(b.claim("job", 2_000, long).await.unwrap(), Claim::Taken(Some(_))));
+    assert_eq!(b.take_over("job", &running, long).await.unwrap(), None, "the lease holds");
+    assert!(a.finish("job", held, "succeeded", ran, None).await.unwrap());
+    assert!(a.finish("job", held, "succeeded", ran, None).await.unwrap(), "a repeat is harmless");
+    assert_eq!(b.claim("job", 1_000, long).await.unwrap(), Claim::Taken(None));
+
+    // A lease that ran out: taken over under a new token, and the first
+    // holder's late write is refused.
+    let Claim::Won(late) = a.claim("job", 2_000, Duration::ZERO).await.unwrap() else {
+        panic!("the next period is free");
+    };
+    let Claim::Taken(Some(expired)) = b.claim("job", 3_000, long).await.unwrap() else {
+        panic!("the expired run still holds the job");
+    };
+    let taken = b.take_over("job", &expired, long).await.unwrap().expect("taken over");
+    assert_eq!((taken.period_start, taken.token, taken.attempt), (2_000, 2, 2));
+    assert!(!a.finish("job", late, "succeeded", ran, None).await.unwrap(), "fenced");
+    assert!(b.finish("job", taken, "failed", ran, Some("boom")).await.unwrap());
+
+    // Or recorded lost, and the holder's late write refused the same way.
+    let Claim::Won(lost) = a.claim("job", 3_000, Duration::ZERO).await.unwrap() else {
+        panic!("the next period is free");
+    };
+    let Claim::Taken(Some(expired)) = b.claim("job", 4_000, long).await.unwrap() else {
+        panic!("the expired run still holds the job");
+    };
+    assert!(b.mark_lost("job", &expired).await.unwrap());
+    assert!(!a.finish("job", lost, "succeeded", ran, None).await.unwrap(), "fenced");
+
+    let history = b.history("job", 10).await.unwrap();
+    let rows: Vec<(i64, &str, &str, i64)> = history
+        .iter()
+        .map(|run| (run.period_start_ms, run.state.as_str(), run.replica.as_str(), run.attempt))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (3_000, "lost", "a", 1),
+            (2_000, "failed", "b", 2),
+            (1_000, "succeeded", "a", 1)
+        ]
+    );
+    assert_eq!(history[1].error.as_deref(), Some("boom"));
 }

@@ -16,14 +16,12 @@ use std::{
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
-{% if service_type == "worker" %}
+
 use {{crate_name}}::database::{DEFAULT_URL, DatabaseUrl};
-{%- endif %}
+
 use {{crate_name}}::{RunError, Service, Settings, Shutdown, Stopped};
-{%- if service_type == "worker" %}
 
 use crate::test_database::TestDatabase;
-{%- endif %}
 
 /// Upper bound on any single wait in these tests. Reaching it is a failure.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
@@ -43,19 +41,16 @@ pub struct Running {
     pub shutdown: Shutdown,
     pub client: reqwest::Client,
     task: JoinHandle<Result<Stopped, RunError>>,
-{%- if service_type == "worker" %}
+
     /// The database folder given to a service started with the default
     /// URL; removed with the service.
     _data: Option<TestDatabase>,
-{%- endif %}
 }
 
 /// Binds and starts the service. Returns once `/readyz` answers 200.
-{%- if service_type == "worker" %}
 /// With the default `database.url`, the service gets a SQLite file in a
 /// temporary folder of its own, so that tests never share a database or
 /// write into the project.
-{%- endif %}
 pub async fn start(settings: Settings) -> Running {
     let running = start_unready(settings).await;
     eventually("the service to report ready", || async {
@@ -69,14 +64,14 @@ pub async fn start(settings: Settings) -> Running {
 /// Binds and starts the service without waiting for it to be ready.
 pub async fn start_unready(settings: Settings) -> Running {
     install_subscriber();
-{%- if service_type == "worker" %}
+
     let mut settings = settings;
     let data = (settings.database.url == DatabaseUrl::new(DEFAULT_URL)).then(|| {
         let database = TestDatabase::sqlite();
         settings.database.url = database.url.clone();
         database
     });
-{%- endif %}
+
     let service = Service::bind(settings).await.expect("service binds");
     let address = service.local_addr();
     let metrics_address = service.metrics_addr();
@@ -88,9 +83,8 @@ pub async fn start_unready(settings: Settings) -> Running {
         shutdown,
         client: reqwest::Client::new(),
         task,
-{%- if service_type == "worker" %}
+
         _data: data,
-{%- endif %}
     }
 }
 

@@ -61,7 +61,8 @@ impl HeldRequest {
 }
 
 /// Holds every one of the service's `permits` concurrency permits with a
-/// request in flight, and returns those requests.
+/// `POST path` in flight, each creating an item of its own (names are
+/// unique: `name-` and a fresh id), and returns those requests.
 ///
 /// A probe answered 503 proves every permit is taken. A held request that
 /// arrives while a probe holds a permit is refused instead; then all are
@@ -69,16 +70,20 @@ impl HeldRequest {
 pub async fn hold_every_permit(
     address: SocketAddr,
     path: &str,
-    body: &str,
+    name: &str,
     permits: usize,
 ) -> Vec<HeldRequest> {
+    let body = || {
+        let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+        serde_json::json!({ "name": name }).to_string()
+    };
     let deadline = Instant::now() + WAIT_LIMIT;
     let probe = reqwest::Client::new();
     let url = format!("http://{address}{path}");
     loop {
         let mut held = Vec::new();
         for _ in 0..permits {
-            held.push(HeldRequest::start(address, path, body).await);
+            held.push(HeldRequest::start(address, path, &body()).await);
         }
         loop {
             assert!(
@@ -91,7 +96,7 @@ pub async fn hold_every_permit(
             let response = probe
                 .post(&url)
                 .header("content-type", "application/json")
-                .body(body.to_owned())
+                .body(body())
                 .send()
                 .await
                 .expect("probe answered");

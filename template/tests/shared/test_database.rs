@@ -1,4 +1,4 @@
-//! Databases for the worker's tests: a SQLite file in a temporary folder
+//! Databases for the tests: a SQLite file in a temporary folder
 //! always, and a fresh PostgreSQL database when `NEBULA_TEST_POSTGRES_URL`
 //! names a server (an admin URL, such as
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Each PostgreSQL test

@@ -18,11 +18,11 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{
-    accepted_ids, finished_events, lost_jobs, proxy, stored_jobs, submit_load, until_finished,
-};
+use super::{accepted_ids, finished_events, lost_jobs, stored_jobs, submit_load, until_finished};
 use crate::{
     load::Load,
+    outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
+    proxy,
     support::{
         Answer, Counts, Launch, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
     },
@@ -398,33 +398,6 @@ fn a_postgres_restart_mid_load_gives_503s_and_work_resumes() {
     database_outage(Outage::ServerRestart);
 }
 
-/// How a test takes PostgreSQL away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outage {
-    /// A relay between the service and the server refuses new connections
-    /// and drops open ones: works with any server, a CI service container
-    /// included.
-    ConnectionsCut,
-    /// The server is stopped and started by the program named in
-    /// `NEBULA_TEST_POSTGRES_CTL`, run as `PROGRAM stop` and `PROGRAM
-    /// start`: only where the tests own the server (the template's harness
-    /// gives one); skipped with a note elsewhere.
-    ServerRestart,
-}
-
-/// The variable naming the program that stops and starts the test server.
-const POSTGRES_CTL_VAR: &str = "NEBULA_TEST_POSTGRES_CTL";
-
-/// Runs `PROGRAM action` from [`POSTGRES_CTL_VAR`] and waits for it.
-async fn control_server(program: &str, action: &str) {
-    let status = tokio::process::Command::new(program)
-        .arg(action)
-        .status()
-        .await
-        .unwrap_or_else(|error| panic!("{POSTGRES_CTL_VAR}={program} does not run: {error}"));
-    assert!(status.success(), "`{program} {action}` failed: {status}");
-}
-
 fn database_outage(outage: Outage) {
     let _serial = serial();
     runtime().block_on(async {
@@ -520,17 +493,4 @@ fn database_outage(outage: Outage) {
         assert!(lost.is_empty(), "lost work: {lost:#?}");
         assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
     });
-}
-
-/// Polls `url` until it answers `status`; returns how long that took.
-async fn wait_for_status(url: &str, status: u16) -> Duration {
-    let started = Instant::now();
-    while answer(client().get(url).send().await) != Answer::Status(status) {
-        assert!(
-            started.elapsed() < WAIT_LIMIT,
-            "{url} never answered {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
 }

@@ -4,7 +4,6 @@
 //! (crashes, replicas, pauses, outages) are in [`durability`].
 
 mod durability;
-mod proxy;
 
 use std::{
     collections::HashMap,

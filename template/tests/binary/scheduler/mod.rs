@@ -1,6 +1,8 @@
 //! The `scheduler` binary and shutdown: a run in progress at SIGTERM
 //! completes and no new run starts; a run still going at the deadline is
-//! cancelled and logged.
+//! cancelled and logged. Replicas sharing a database are in [`replicas`].
+
+mod replicas;
 
 use std::time::{Duration, Instant};
 
