@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    runs::{Claim, Held, RunStore, Running},
+    runs::{Claim, RunStore, Running},
     schedule::{Decision, Finished, Ledger, RunOutcome},
 };
 use crate::database::{DbError, jittered, now_ms};
@@ -88,7 +88,7 @@ impl Claims {
                     Decision::Run(held)
                 }
                 Ok(None) => self.look_again(job).await,
-                Err(_) => self.failed(job),
+                Err(_) => Self::failed(job),
             },
             Delivery::AtMostOnce => match self.store.mark_lost(job, &running).await {
                 Ok(true) => {
@@ -102,7 +102,7 @@ impl Claims {
                     Decision::Skip
                 }
                 Ok(false) => self.look_again(job).await,
-                Err(_) => self.failed(job),
+                Err(_) => Self::failed(job),
             },
         }
     }
@@ -113,13 +113,13 @@ impl Claims {
         match self.store.running(job).await {
             Ok(Some(running)) if running.lease_until > now_ms() => Decision::Watch(running),
             Ok(_) => Decision::Skip,
-            Err(_) => self.failed(job),
+            Err(_) => Self::failed(job),
         }
     }
 
     /// The database did not answer: this period is not run here. The error
     /// was logged with its `db.operation`.
-    fn failed(&self, job: &str) -> Decision {
+    fn failed(job: &str) -> Decision {
         count(job, "error");
         Decision::Skip
     }
@@ -128,21 +128,20 @@ impl Claims {
         let mut retry = RECORD_RETRY;
         let mut attempt = 1;
         loop {
-            let written = if run.outcome == RunOutcome::Cancelled
-                && self.delivery == Delivery::AtLeastOnce
-            {
-                self.store.release(job, run.held).await
-            } else {
-                self.store
-                    .finish(
-                        job,
-                        run.held,
-                        run.outcome.as_str(),
-                        run.duration,
-                        run.error.as_deref(),
-                    )
-                    .await
-            };
+            let written =
+                if run.outcome == RunOutcome::Cancelled && self.delivery == Delivery::AtLeastOnce {
+                    self.store.release(job, run.held).await
+                } else {
+                    self.store
+                        .finish(
+                            job,
+                            run.held,
+                            run.outcome.as_str(),
+                            run.duration,
+                            run.error.as_deref(),
+                        )
+                        .await
+                };
             match written {
                 Err(error) if error.is_transient() && attempt < RECORD_ATTEMPTS => {
                     tokio::time::sleep(jittered(retry)).await;
@@ -172,7 +171,7 @@ impl Ledger for Claims {
                     count(job, "taken");
                     return Decision::Skip;
                 }
-                Err(_) => return self.failed(job),
+                Err(_) => return Self::failed(job),
             };
             if decision != Decision::Skip {
                 return decision;

@@ -37,9 +37,7 @@ pub struct History {
 }
 
 pub fn routes(history: History) -> Router {
-    Router::new()
-        .route("/runs", get(runs))
-        .with_state(history)
+    Router::new().route("/runs", get(runs)).with_state(history)
 }
 
 #[derive(Debug, Deserialize)]

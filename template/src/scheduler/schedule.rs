@@ -184,13 +184,12 @@ pub async fn run<A: Action, L: Ledger>(
             () = tokio::time::sleep_until(watch_at.unwrap_or(tick_at)) => {}
         }
         let looking_after = watch_at.and(watching.take());
-        let decision = match &looking_after {
-            Some(running) => ledger.look_after(&schedule.name, running).await,
-            None => {
-                let period_start = next;
-                next = next.saturating_add(every_ms);
-                ledger.claim(&schedule.name, period_start).await
-            }
+        let decision = if let Some(running) = &looking_after {
+            ledger.look_after(&schedule.name, running).await
+        } else {
+            let period_start = next;
+            next = next.saturating_add(every_ms);
+            ledger.claim(&schedule.name, period_start).await
         };
         match decision {
             Decision::Run(held) => {

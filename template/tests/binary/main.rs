@@ -12,8 +12,10 @@ mod container;
 mod load;
 #[path = "../shared/metrics_text.rs"]
 mod metrics_text;
+{%- if service_type != "scheduler" %}
 mod outage;
 mod proxy;
+{%- endif %}
 mod shutdown;
 mod support;
 #[path = "../shared/test_database.rs"]

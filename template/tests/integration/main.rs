@@ -10,4 +10,4 @@ mod support;
 mod test_database;
 
 /// The behaviour of this service type.
-mod api;
+mod {{service_type}};

@@ -17,10 +17,7 @@ use {{crate_name}}::{
     Settings, Stopped,
     database::{self, Database},
     prometheus,
-    scheduler::{
-        self, Delivery, JobSettings, RunStore,
-        runs::Claim,
-    },
+    scheduler::{self, Delivery, JobSettings, RunStore, runs::Claim},
 };
 
 /// A local HTTP target that answers `status` and reports each call.
@@ -184,13 +181,20 @@ async fn runs_are_recorded_and_listed_newest_first(engine: Engine) {
         .iter()
         .map(|run| run["period_start_ms"].as_i64().unwrap())
         .collect();
-    assert!(periods.windows(2).all(|pair| pair[0] > pair[1]), "{periods:?}");
+    assert!(
+        periods.windows(2).all(|pair| pair[0] > pair[1]),
+        "{periods:?}"
+    );
     assert!(periods.iter().all(|period| period % 50 == 0), "{periods:?}");
     for run in runs {
         assert_eq!(run["job"], "hook");
         assert_eq!(run["state"], "succeeded", "{run}");
         assert_eq!(run["attempt"], 1);
-        assert!(run["replica"].as_str().is_some_and(|replica| !replica.is_empty()));
+        assert!(
+            run["replica"]
+                .as_str()
+                .is_some_and(|replica| !replica.is_empty())
+        );
         assert!(run["duration_ms"].as_i64().is_some(), "{run}");
     }
     for (query, status) in [
@@ -255,7 +259,7 @@ async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
         .unwrap();
     let a = RunStore::new(database.clone(), "a".to_owned());
     let b = RunStore::new(database, "b".to_owned());
-    let long = Duration::from_secs(60);
+    let long = Duration::from_mins(1);
     let ran = Duration::from_millis(5);
 
     // One claim per period; one running run per job.
@@ -266,11 +270,24 @@ async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
         panic!("a period is claimed once");
     };
     assert_eq!((running.replica.as_str(), running.token), ("a", 1));
-    assert!(matches!(b.claim("job", 2_000, long).await.unwrap(), Claim::Taken(Some(_))));
-    assert_eq!(b.take_over("job", &running, long).await.unwrap(), None, "the lease holds");
+    assert!(matches!(
+        b.claim("job", 2_000, long).await.unwrap(),
+        Claim::Taken(Some(_))
+    ));
+    assert_eq!(
+        b.take_over("job", &running, long).await.unwrap(),
+        None,
+        "the lease holds"
+    );
     assert!(a.finish("job", held, "succeeded", ran, None).await.unwrap());
-    assert!(a.finish("job", held, "succeeded", ran, None).await.unwrap(), "a repeat is harmless");
-    assert_eq!(b.claim("job", 1_000, long).await.unwrap(), Claim::Taken(None));
+    assert!(
+        a.finish("job", held, "succeeded", ran, None).await.unwrap(),
+        "a repeat is harmless"
+    );
+    assert_eq!(
+        b.claim("job", 1_000, long).await.unwrap(),
+        Claim::Taken(None)
+    );
 
     // A lease that ran out: taken over under a new token, and the first
     // holder's late write is refused.
@@ -280,10 +297,24 @@ async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
     let Claim::Taken(Some(expired)) = b.claim("job", 3_000, long).await.unwrap() else {
         panic!("the expired run still holds the job");
     };
-    let taken = b.take_over("job", &expired, long).await.unwrap().expect("taken over");
-    assert_eq!((taken.period_start, taken.token, taken.attempt), (2_000, 2, 2));
-    assert!(!a.finish("job", late, "succeeded", ran, None).await.unwrap(), "fenced");
-    assert!(b.finish("job", taken, "failed", ran, Some("boom")).await.unwrap());
+    let taken = b
+        .take_over("job", &expired, long)
+        .await
+        .unwrap()
+        .expect("taken over");
+    assert_eq!(
+        (taken.period_start, taken.token, taken.attempt),
+        (2_000, 2, 2)
+    );
+    assert!(
+        !a.finish("job", late, "succeeded", ran, None).await.unwrap(),
+        "fenced"
+    );
+    assert!(
+        b.finish("job", taken, "failed", ran, Some("boom"))
+            .await
+            .unwrap()
+    );
 
     // Or recorded lost, and the holder's late write refused the same way.
     let Claim::Won(lost) = a.claim("job", 3_000, Duration::ZERO).await.unwrap() else {
@@ -293,12 +324,22 @@ async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
         panic!("the expired run still holds the job");
     };
     assert!(b.mark_lost("job", &expired).await.unwrap());
-    assert!(!a.finish("job", lost, "succeeded", ran, None).await.unwrap(), "fenced");
+    assert!(
+        !a.finish("job", lost, "succeeded", ran, None).await.unwrap(),
+        "fenced"
+    );
 
     let history = b.history("job", 10).await.unwrap();
     let rows: Vec<(i64, &str, &str, i64)> = history
         .iter()
-        .map(|run| (run.period_start_ms, run.state.as_str(), run.replica.as_str(), run.attempt))
+        .map(|run| {
+            (
+                run.period_start_ms,
+                run.state.as_str(),
+                run.replica.as_str(),
+                run.attempt,
+            )
+        })
         .collect();
     assert_eq!(
         rows,

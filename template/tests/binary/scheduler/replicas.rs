@@ -1,7 +1,7 @@
 //! Scheduler replicas sharing one database, as real processes: each period
-//! of a job is called once across them; a replica SIGKILLed mid-run costs
+//! of a job is called once across them; a replica killed (SIGKILL) mid-run costs
 //! its period as documented (recorded lost, or run again by the other);
-//! a replica SIGSTOPped past its lease cannot record its late result. Each
+//! a replica stopped (SIGSTOP) past its lease cannot record its late result. Each
 //! runs on SQLite (two processes on one file) and on PostgreSQL when
 //! `NEBULA_TEST_POSTGRES_URL` is set.
 //!
@@ -41,14 +41,14 @@ impl Target {
     async fn start(delay: Duration) -> Self {
         let keys = Arc::new(Mutex::new(Vec::new()));
         let (arrived, arrivals) = mpsc::unbounded_channel();
-        let (hold, held) = watch::channel(false);
+        let (hold, hold_updates) = watch::channel(false);
         let recorded = keys.clone();
         let app = Router::new().route(
             "/hook",
             get(move |headers: HeaderMap| {
                 let recorded = recorded.clone();
                 let arrived = arrived.clone();
-                let mut held = held.clone();
+                let mut hold_updates = hold_updates.clone();
                 async move {
                     let key = headers
                         .get("idempotency-key")
@@ -60,15 +60,17 @@ impl Target {
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(key.clone());
                     let _ = arrived.send(key);
-                    if *held.borrow_and_update() {
-                        let _ = held.wait_for(|held| !*held).await;
+                    if *hold_updates.borrow_and_update() {
+                        let _ = hold_updates.wait_for(|hold| !*hold).await;
                     }
                     tokio::time::sleep(delay).await;
                     "done"
                 }
             }),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("target binds");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("target binds");
         let url = format!("http://{}/hook", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
@@ -89,7 +91,12 @@ impl Target {
     /// Calls per period, by period start.
     fn calls(&self) -> BTreeMap<i64, usize> {
         let mut calls = BTreeMap::new();
-        for key in self.keys.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        for key in self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
             let period = key
                 .strip_prefix("hook/")
                 .and_then(|period| period.parse().ok())
@@ -105,9 +112,8 @@ fn missed(calls: &BTreeMap<i64, usize>, every_ms: i64) -> Vec<i64> {
     let (Some(first), Some(last)) = (calls.keys().next(), calls.keys().next_back()) else {
         return Vec::new();
     };
-    (0..)
-        .map(|n| first + n * every_ms)
-        .take_while(|period| period <= last)
+    (*first..=*last)
+        .step_by(usize::try_from(every_ms).expect("a positive period"))
         .filter(|period| !calls.contains_key(period))
         .collect()
 }
@@ -146,11 +152,7 @@ async fn stored_run(database: &TestDatabase, period: i64) -> (String, i64, Strin
     .fetch_one(&mut connection)
     .await
     .expect("the period is stored");
-    (
-        row.get("state"),
-        row.get("attempt"),
-        row.get("replica"),
-    )
+    (row.get("state"), row.get("attempt"), row.get("replica"))
 }
 
 /// The process whose name the `replica` column holds (`host:pid`).
@@ -200,7 +202,12 @@ fn two_replicas_call_each_period_once(engine: Engine) {
                 ..Counts::default()
             },
             Some(0),
-            &format!("periods={} twice={} missed={}", calls.len(), twice.len(), missed.len()),
+            &format!(
+                "periods={} twice={} missed={}",
+                calls.len(),
+                twice.len(),
+                missed.len()
+            ),
         );
         assert!(twice.is_empty(), "periods called twice: {twice:?}");
         assert!(missed.is_empty(), "periods nobody called: {missed:?}");
@@ -285,14 +292,21 @@ fn a_killed_replicas_period_is_handled(engine: Engine, delivery: &str) {
                 ..Counts::default()
             },
             Some(0),
-            &format!("killed_period_state={state} attempt={attempt} twice={}", twice.len()),
+            &format!(
+                "killed_period_state={state} attempt={attempt} twice={}",
+                twice.len()
+            ),
         );
         assert!(missed.is_empty(), "periods nobody called: {missed:?}");
         if delivery == "at_most_once" {
             assert!(twice.is_empty(), "periods called twice: {twice:?}");
             assert_eq!((state.as_str(), attempt), ("lost", 1));
         } else {
-            assert_eq!(twice, [(&killed_period, &2)], "the killed period runs again, once");
+            assert_eq!(
+                twice,
+                [(&killed_period, &2)],
+                "the killed period runs again, once"
+            );
             assert_eq!((state.as_str(), attempt), ("succeeded", 2));
         }
     });
@@ -333,7 +347,10 @@ fn a_paused_replicas_late_result_is_refused(engine: Engine) {
         target.hold.send_replace(false);
         let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
         while stored_run(&database, period).await.0 == "running" {
-            assert!(tokio::time::Instant::now() < deadline, "the period is never taken over");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the period is never taken over"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         paused.signal("CONT");
