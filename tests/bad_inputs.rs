@@ -6,9 +6,8 @@
 //! behave the same):
 //! - A bad project name is refused by the template's `init` hook, which runs
 //!   before cargo-generate creates the project folder: nothing is left.
-//! - A bad `service_type`, `http_port`, `deployment`, `ci` or `database` (and
-//!   `database=postgres` for a type other than the worker) is refused by the template's `pre`
-//!   hook, which cargo-generate runs AFTER creating the project folder
+//! - A bad `service_type`, `http_port`, `deployment`, `ci` or `database` is
+//!   refused by the template's `pre` hook, which cargo-generate runs AFTER creating the project folder
 //!   (`expand_template`: `destination.create()` comes before the placeholders
 //!   are filled and the hooks run). An EMPTY project folder is left behind,
 //!   and a second run with the same name then fails with "Target directory
@@ -89,14 +88,6 @@ const UNKNOWN_DATABASE: Case = Case {
     leftover: Leftover::EmptyProjectFolder,
 };
 
-/// Only the worker keeps state in a database: the api has no deployment
-/// shape for PostgreSQL, and must not be given one silently.
-const POSTGRES_FOR_A_STATELESS_TYPE: Case = Case {
-    name: "bad-database",
-    defines: &["service_type=api", "database=postgres"],
-    mentions: &["database", "postgres", "worker", "sqlite"],
-    leftover: Leftover::EmptyProjectFolder,
-};
 
 const NAME_STARTS_WITH_DIGIT: Case = Case {
     name: "123abc",
@@ -272,16 +263,6 @@ fn library_refuses_unknown_database() {
 #[test]
 fn cli_refuses_unknown_database() {
     UNKNOWN_DATABASE.is_refused_by_cli("cli_refuses_unknown_database");
-}
-
-#[test]
-fn library_refuses_postgres_for_a_stateless_type() {
-    POSTGRES_FOR_A_STATELESS_TYPE.is_refused_by_library();
-}
-
-#[test]
-fn cli_refuses_postgres_for_a_stateless_type() {
-    POSTGRES_FOR_A_STATELESS_TYPE.is_refused_by_cli("cli_refuses_postgres_for_a_stateless_type");
 }
 
 #[test]

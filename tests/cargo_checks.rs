@@ -2,7 +2,7 @@
 //! run: build (all targets), its tests, clippy with warnings denied, and
 //! rustfmt. A project generated without deployment files or CI workflow
 //! passes clippy and rustfmt too (its tests are a subset of the default
-//! project's, on the same code). The worker generated with
+//! project's, on the same code). Each type generated with
 //! `database=postgres` runs its deployment tests, the only code that option
 //! changes, under clippy and rustfmt too.
 //!
@@ -114,16 +114,16 @@ fn builds_without_deployment_or_ci(service_type: &'static str) {
     lints_and_format(service_type, project, locked);
 }
 
-/// `database=postgres` changes only the worker's deployment files and
+/// `database=postgres` changes only the deployment files and
 /// `tests/deployment.rs` (`generated_files` checks that): the rest is the
-/// default worker's code, which [`worker`] builds and tests in full. So only
-/// the library and that test crate are built here, on the dependencies the
-/// other projects compiled: its tests run, and pass clippy and rustfmt.
-fn worker_on_postgres_passes_its_deployment_tests() {
+/// default project's code, which [`api`], [`worker`] and [`scheduler`] build
+/// and test in full. So only the library and that test crate are built
+/// here, on the dependencies the other projects compiled: its tests run,
+/// and pass clippy and rustfmt.
+fn on_postgres_passes_its_deployment_tests(service_type: &'static str) {
     let _one_at_a_time = one_at_a_time();
-    let service_type = "worker";
     let generated = Generated::with_options(
-        &longest_name("postgres-worker"),
+        &longest_name(&format!("postgres-{service_type}")),
         service_type,
         &["database=postgres"],
     );
@@ -163,8 +163,18 @@ fn scheduler() {
 }
 
 #[test]
+fn api_on_postgres() {
+    on_postgres_passes_its_deployment_tests("api");
+}
+
+#[test]
 fn worker_on_postgres() {
-    worker_on_postgres_passes_its_deployment_tests();
+    on_postgres_passes_its_deployment_tests("worker");
+}
+
+#[test]
+fn scheduler_on_postgres() {
+    on_postgres_passes_its_deployment_tests("scheduler");
 }
 
 #[test]

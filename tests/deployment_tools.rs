@@ -259,17 +259,23 @@ fn scheduler() {
     deployment_files_pass_their_tools("scheduler");
 }
 
-/// The worker's PostgreSQL shape: replicas, the URL from a Secret, no claim.
+/// The PostgreSQL shape: replicas, the URL from a Secret, no claim.
 #[test]
-fn worker_on_postgres_manifests_pass_kubernetes_validate() {
-    let generated = Generated::with_options("deploy-pg-worker", "worker", &["database=postgres"]);
-    let problems = manifest_problems("worker", &generated.project);
-    assert!(
-        problems.is_empty(),
-        "[worker] database=postgres: the manifests of {} do not pass kubernetes-validate:\n\n{}",
-        generated.project.display(),
-        problems.join("\n")
-    );
+fn manifests_on_postgres_pass_kubernetes_validate() {
+    for service_type in ["api", "worker", "scheduler"] {
+        let generated = Generated::with_options(
+            &format!("deploy-pg-{service_type}"),
+            service_type,
+            &["database=postgres"],
+        );
+        let problems = manifest_problems(service_type, &generated.project);
+        assert!(
+            problems.is_empty(),
+            "[{service_type}] database=postgres: the manifests of {} do not pass kubernetes-validate:\n\n{}",
+            generated.project.display(),
+            problems.join("\n")
+        );
+    }
 }
 
 /// Without deployment files the workflow loses its image and manifest jobs

@@ -109,11 +109,7 @@ fn has_its_own_files(service_type: &'static str) {
     check_default_config(project, service_type, &mut problems);
     check_manifest(project, service_type, &mut problems);
     problems.extend(check_deployment_and_ci_present(project));
-    if service_type == "worker" {
-        problems.extend(check_optional(project, "database", &CLAIM, true));
-    } else if project.join(CLAIM[0]).exists() {
-        problems.push(format!("has {}, which only the worker uses", CLAIM[0]));
-    }
+    problems.extend(check_optional(project, "database", &CLAIM, true));
     if !project.join("deny.toml").is_file() {
         problems.push("missing deny.toml".to_owned());
     }
@@ -271,20 +267,26 @@ fn scheduler_without_deployment_or_ci() {
     leaves_out_deployment_and_ci("scheduler");
 }
 
-/// `database=postgres`: the worker's deployment files without the claim
-/// (the rest of them, and everything else, still there).
+/// `database=postgres`: the deployment files without the claim (the rest
+/// of them, and everything else, still there).
 #[test]
-fn worker_on_postgres() {
-    let generated = Generated::with_options("files-pg-worker", "worker", &["database=postgres"]);
-    let project = &generated.project;
-    let mut problems = check_optional(project, "database", &CLAIM, false);
-    problems.extend(check_deployment_and_ci_present(project));
-    assert!(
-        problems.is_empty(),
-        "[worker] database=postgres, {}:\n  - {}",
-        project.display(),
-        problems.join("\n  - ")
-    );
+fn every_type_on_postgres() {
+    for service_type in SERVICE_TYPES {
+        let generated = Generated::with_options(
+            &format!("files-pg-{service_type}"),
+            service_type,
+            &["database=postgres"],
+        );
+        let project = &generated.project;
+        let mut problems = check_optional(project, "database", &CLAIM, false);
+        problems.extend(check_deployment_and_ci_present(project));
+        assert!(
+            problems.is_empty(),
+            "[{service_type}] database=postgres, {}:\n  - {}",
+            project.display(),
+            problems.join("\n  - ")
+        );
+    }
 }
 
 /// The files whose content differs between two projects of the same name,
@@ -315,37 +317,42 @@ fn differences_between(
     differences(&one.project, &other.project)
 }
 
-/// For the worker, `database` shapes only the deployment files, their tests
-/// and the docs: the code is the same (the container test differs in a
-/// comment), which is why the harness runs only `tests/deployment.rs` of
-/// the postgres variant (`cargo_checks`).
+/// `database` shapes only the deployment files, their tests and the docs:
+/// the code is the same (the container test differs in a comment), which
+/// is why the harness runs only `tests/deployment.rs` of the postgres
+/// variant (`cargo_checks`).
 #[test]
-fn the_database_option_changes_only_the_worker_s_deployment_files() {
-    let differing = differences_between("worker", &["database=sqlite"], &["database=postgres"]);
-    let expected = [
-        "Dockerfile",
-        "README.md",
-        "deploy/kubernetes/deployment.yaml",
-        CLAIM[0],
-        "tests/binary/container.rs",
-        "tests/deployment.rs",
-    ];
-    assert_eq!(
-        differing, expected,
-        "[worker] database=sqlite and database=postgres differ in these files"
-    );
+fn the_database_option_changes_only_the_deployment_files() {
+    for service_type in SERVICE_TYPES {
+        let differing =
+            differences_between(service_type, &["database=sqlite"], &["database=postgres"]);
+        let expected = [
+            "Dockerfile",
+            "README.md",
+            "deploy/kubernetes/deployment.yaml",
+            CLAIM[0],
+            "tests/binary/container.rs",
+            "tests/deployment.rs",
+        ];
+        assert_eq!(
+            differing, expected,
+            "[{service_type}] database=sqlite and database=postgres differ in these files"
+        );
+    }
 }
 
 /// Without deployment files, `database` changes nothing.
 #[test]
 fn the_database_option_changes_nothing_without_deployment_files() {
-    let differing = differences_between(
-        "worker",
-        &["deployment=none", "database=sqlite"],
-        &["deployment=none", "database=postgres"],
-    );
-    assert!(
-        differing.is_empty(),
-        "[worker] with deployment=none, database=postgres changes {differing:?}"
-    );
+    for service_type in SERVICE_TYPES {
+        let differing = differences_between(
+            service_type,
+            &["deployment=none", "database=sqlite"],
+            &["deployment=none", "database=postgres"],
+        );
+        assert!(
+            differing.is_empty(),
+            "[{service_type}] with deployment=none, database=postgres changes {differing:?}"
+        );
+    }
 }

@@ -183,14 +183,16 @@ fn scheduler() {
     is_fully_rendered("scheduler");
 }
 
-/// The other branch of the worker's deployment files and their tests.
+/// The other branch of the deployment files and their tests.
 #[test]
-fn worker_on_postgres() {
-    has_no_liquid_left(&Generated::with_options(
-        "liquid-pg-worker",
-        "worker",
-        &["database=postgres"],
-    ));
+fn every_type_on_postgres() {
+    for service_type in ["api", "worker", "scheduler"] {
+        has_no_liquid_left(&Generated::with_options(
+            &format!("liquid-pg-{service_type}"),
+            service_type,
+            &["database=postgres"],
+        ));
+    }
 }
 
 /// The checker itself: an unrendered file is caught, rendered output and

@@ -257,12 +257,12 @@ fn selectors_and_references_find_their_objects() {
         "the container reads the ConfigMap"
     );
 }
-{% if service_type == "worker" %}{% if database == "sqlite" %}
-/// The jobs outlive the pod: the default SQLite file's folder, resolved
+{% if database == "sqlite" %}
+/// The state outlives the pod: the default SQLite file's folder, resolved
 /// against the image's `WORKDIR`, is a mounted volume backed by the
 /// claim in `persistentvolumeclaim.yaml`, and one pod at a time uses it.
 #[test]
-fn the_job_database_is_on_a_persistent_volume_used_by_one_pod() {
+fn the_database_is_on_a_persistent_volume_used_by_one_pod() {
     let settings = pod_settings();
     let file = settings
         .database
@@ -311,12 +311,12 @@ fn the_job_database_is_on_a_persistent_volume_used_by_one_pod() {
     }
 }
 {% else %}
-/// Replicas share the jobs through PostgreSQL: several pods, rolled with a
-/// surge (each claims jobs with a lease, so old and new pods may overlap), no
+/// Replicas share the state through PostgreSQL: several pods, rolled with a
+/// surge (the database keeps them consistent, so old and new pods may overlap), no
 /// volume, and `database.url` from a Secret, since it holds a password, under
 /// a variable the service's settings loader reads; never in the `ConfigMap`.
 #[test]
-fn replicas_share_the_job_database_through_a_url_from_a_secret() {
+fn replicas_share_the_database_through_a_url_from_a_secret() {
     let deployment = &manifest("deployment")["spec"];
     let replicas = deployment["replicas"]
         .as_u64()
@@ -328,7 +328,7 @@ fn replicas_share_the_job_database_through_a_url_from_a_secret() {
     let strategy = &deployment["strategy"];
     assert_eq!(
         strategy["type"], "RollingUpdate",
-        "replicas claim jobs with leases: old and new pods may share the database"
+        "old and new pods may share the database"
     );
     assert_eq!(
         strategy["rollingUpdate"]["maxUnavailable"], 0,
@@ -339,7 +339,7 @@ fn replicas_share_the_job_database_through_a_url_from_a_secret() {
     let container = container();
     assert!(
         spec["volumes"].is_null() && container["volumeMounts"].is_null(),
-        "the jobs are in PostgreSQL: no volume, and the root filesystem stays read-only"
+        "the state is in PostgreSQL: no volume, and the root filesystem stays read-only"
     );
     assert!(
         spec["securityContext"]["fsGroup"].is_null(),
@@ -391,7 +391,7 @@ fn replicas_share_the_job_database_through_a_url_from_a_secret() {
         "{variable} sets database.url"
     );
 }
-{% endif %}{% endif %}
+{% endif %}
 #[test]
 fn the_deployment_runs_the_image_of_this_version() {
     let image = container()["image"]

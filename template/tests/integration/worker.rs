@@ -260,7 +260,9 @@ async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
         return;
     };
     let settings = on(&database);
-    worker::migrate(&settings).await.unwrap();
+    database::migrate_command(&settings, worker::MIGRATIONS)
+        .await
+        .unwrap();
     let store =
         Store::new(Database::open(&settings.database, settings.timeouts.database()).unwrap());
     let job = NewJob {
