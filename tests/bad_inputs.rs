@@ -88,7 +88,6 @@ const UNKNOWN_DATABASE: Case = Case {
     leftover: Leftover::EmptyProjectFolder,
 };
 
-
 const NAME_STARTS_WITH_DIGIT: Case = Case {
     name: "123abc",
     defines: &[],
