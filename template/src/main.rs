@@ -87,8 +87,8 @@ fn migrate(settings: &Settings) -> ExitCode {
         Err(error) => return fail(Exit::RuntimeFailure, &error.into()),
     };
     let migrations = {{crate_name}}::{{service_type}}::MIGRATIONS;
-    let migrate = {{crate_name}}::database::migrate_command(settings, migrations);
-    match runtime.block_on(migrate) {
+    let migrate = {{crate_name}}::database::migrate_command;
+    match runtime.block_on(migrate(settings, migrations)) {
         Ok(()) => Exit::Clean.into(),
         Err(error) => fail(Exit::RuntimeFailure, &error.into()),
     }

@@ -1,21 +1,26 @@
 //! The [`Ledger`] of the service: periods claimed in the run table that
 //! every replica shares, and what happens to a run whose replica died.
 //!
-//! A run holds its period for a lease of the job's timeout plus the
-//! database timeout: a live replica always records the run within it (the
-//! run is cut at its timeout), so a lease that runs out means its replica
-//! died, hung or was cut off. A replica that found the job held elsewhere
-//! looks again when the lease runs out, and then, by the job's
+//! A run holds its period for a lease of the job's timeout plus three
+//! database timeouts ([`lease`]): the claim, the run (cut at its timeout)
+//! and the first write of its outcome each fit in it, with a database
+//! timeout to spare for the replicas' clocks, which must be kept in sync
+//! (NTP). A lease that runs out means its replica died, hung, was paused
+//! or cut off from the database. A replica that found the job held
+//! elsewhere looks again when the lease runs out, and then, by the job's
 //! [`Delivery`]:
 //! - `at_most_once` (the default): records the period `lost`; it is not
-//!   run again. A call that is not safe to repeat is never made twice, and
-//!   a period can be missed.
+//!   run again. A call that is not safe to repeat is never made twice by a
+//!   takeover, and a period can be missed.
 //! - `at_least_once`: takes the period over and runs it again, under a new
-//!   token. No period is missed, and a period can be run twice; the call
-//!   carries the period's `Idempotency-Key` so its target can tell.
+//!   token; the tick it was found at still runs, late. A period is not
+//!   missed this way, and can be run twice; the call carries the period's
+//!   `Idempotency-Key` so its target can tell.
 //!
-//! The replica that lost its run (paused past its lease, say) can no
-//! longer record it: its token no longer matches.
+//! The replica that lost its run can no longer record it: its token no
+//! longer matches. If it was only paused, its call may still be under way
+//! while the period runs again elsewhere: the fence stops its write, not
+//! its call.
 
 use std::time::Duration;
 
@@ -125,6 +130,12 @@ impl Claims {
     }
 
     async fn record(&self, job: &str, run: &Finished) -> Result<bool, DbError> {
+        // A cancelled run is recorded in the drain's short margin: once.
+        let attempts = if run.outcome == RunOutcome::Cancelled {
+            1
+        } else {
+            RECORD_ATTEMPTS
+        };
         let mut retry = RECORD_RETRY;
         let mut attempt = 1;
         loop {
@@ -143,7 +154,7 @@ impl Claims {
                         .await
                 };
             match written {
-                Err(error) if error.is_transient() && attempt < RECORD_ATTEMPTS => {
+                Err(error) if error.is_transient() && attempt < attempts => {
                     tokio::time::sleep(jittered(retry)).await;
                     retry *= 2;
                     attempt += 1;
@@ -156,7 +167,8 @@ impl Claims {
 
 impl Ledger for Claims {
     async fn claim(&self, job: &str, period_start: i64) -> Decision {
-        // A run found lost frees the job: the period is claimed again.
+        // A run found lost, or one that ended meanwhile, frees the job:
+        // the period is claimed again, once.
         for _ in 0..2 {
             let decision = match self.store.claim(job, period_start, self.lease).await {
                 Ok(Claim::Won(held)) => {
@@ -167,16 +179,16 @@ impl Ledger for Claims {
                     self.held_elsewhere(job, running).await
                 }
                 Ok(Claim::Taken(Some(running))) => return self.held_elsewhere(job, running).await,
-                Ok(Claim::Taken(None)) => {
-                    count(job, "taken");
-                    return Decision::Skip;
-                }
+                // Another period's run held the job and has just ended:
+                // this period may still be free.
+                Ok(Claim::Taken(None)) => Decision::Skip,
                 Err(_) => return Self::failed(job),
             };
             if decision != Decision::Skip {
                 return decision;
             }
         }
+        count(job, "taken");
         Decision::Skip
     }
 
@@ -204,10 +216,20 @@ impl Ledger for Claims {
                 "run result not recorded; the period stays claimed until its lease runs out"
             ),
         }
-        let cutoff = now_ms().saturating_sub(crate::database::ms(self.retention));
-        // A failure is logged with its operation; the next run prunes.
-        let _ = self.store.prune(job, cutoff).await;
+        if run.outcome != RunOutcome::Cancelled {
+            let cutoff = now_ms().saturating_sub(crate::database::ms(self.retention));
+            // A failure is logged with its operation; the next run prunes.
+            let _ = self.store.prune(job, cutoff).await;
+        }
     }
+}
+
+/// How long a claim holds its period: the job's `timeout`, plus three
+/// database timeouts (the claim, the outcome's first write, and the
+/// replicas' clock difference).
+#[must_use]
+pub fn lease(timeout: Duration, database_timeout: Duration) -> Duration {
+    timeout + database_timeout * 3
 }
 
 /// The name this replica writes in the `replica` column: the host name

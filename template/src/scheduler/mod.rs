@@ -128,7 +128,7 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
         let claims = Claims {
             store: store.clone(),
             delivery: job.delivery,
-            lease: schedule.timeout + settings.timeouts.database(),
+            lease: claims::lease(schedule.timeout, settings.timeouts.database()),
             retention: Duration::from_millis(settings.scheduler.history_retention_ms),
         };
         let action = HttpCall::new(client.clone(), &job.url)?;

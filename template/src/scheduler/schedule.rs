@@ -155,8 +155,9 @@ impl Clock {
     }
 }
 
-/// How long after a watched lease runs out the job's task looks at it:
-/// the replicas' clocks differ a little.
+/// How long after a watched lease runs out the job's task looks at it
+/// (the replicas' clocks differ a little), and the shortest wait before it
+/// looks again.
 const WATCH_SLACK_MS: i64 = 250;
 
 /// Runs `action` on `schedule` until `draining` is cancelled (after the run
@@ -171,19 +172,25 @@ pub async fn run<A: Action, L: Ledger>(
 ) {
     let every_ms = ms(schedule.every).max(1);
     let mut next = boundary_at_or_after(clock.now_ms() + 1, every_ms);
-    let mut watching: Option<Running> = None;
+    // A run another replica holds, and when to look at it again.
+    let mut watching: Option<(Running, Instant)> = None;
     loop {
         let tick_at = clock.instant_at(next);
         let watch_at = watching
             .as_ref()
-            .map(|running| clock.instant_at(running.lease_until.saturating_add(WATCH_SLACK_MS)))
+            .map(|(_, watch_at)| *watch_at)
             .filter(|watch_at| *watch_at < tick_at);
         tokio::select! {
             biased;
             () = draining.cancelled() => break,
             () = tokio::time::sleep_until(watch_at.unwrap_or(tick_at)) => {}
         }
-        let looking_after = watch_at.and(watching.take());
+        let looking_after = watch_at.and(watching.take()).map(|(running, _)| running);
+        let claimed = if looking_after.is_some() {
+            None
+        } else {
+            Some(next)
+        };
         let decision = if let Some(running) = &looking_after {
             ledger.look_after(&schedule.name, running).await
         } else {
@@ -191,8 +198,26 @@ pub async fn run<A: Action, L: Ledger>(
             next = next.saturating_add(every_ms);
             ledger.claim(&schedule.name, period_start).await
         };
+        let mut took_over = looking_after.is_some();
         match decision {
             Decision::Run(held) => {
+                // A claim that found an older period abandoned runs that
+                // one: the tick's own period is claimed next, late, once.
+                if let Some(claimed) = claimed.filter(|claimed| *claimed != held.period_start) {
+                    next = claimed;
+                    took_over = true;
+                }
+                if draining.is_cancelled() {
+                    let error = "the drain started before the run".to_owned();
+                    let finished = Finished {
+                        held,
+                        outcome: RunOutcome::Cancelled,
+                        duration: Duration::ZERO,
+                        error: Some(error),
+                    };
+                    ledger.finish(&schedule.name, finished).await;
+                    break;
+                }
                 let span = tracing::info_span!(
                     "job.execute",
                     job.name = %schedule.name,
@@ -208,13 +233,24 @@ pub async fn run<A: Action, L: Ledger>(
                     break;
                 }
             }
-            Decision::Watch(running) => watching = Some(running),
+            Decision::Watch(running) => {
+                // The holder's lease is in wall time: wait for it from now,
+                // never less than the slack, so a clock that was set back
+                // cannot make this loop spin.
+                let wait_ms = running
+                    .lease_until
+                    .saturating_add(WATCH_SLACK_MS)
+                    .saturating_sub(now_ms())
+                    .max(WATCH_SLACK_MS);
+                let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+                watching = Some((running, Instant::now() + wait));
+            }
             Decision::Skip => {}
         }
         // Boundaries that passed during a tick's run are skipped. A period
         // taken over from a dead replica is not a tick: the tick due
         // meanwhile still runs, late, once.
-        if looking_after.is_none() {
+        if !took_over {
             next = next.max(boundary_at_or_after(clock.now_ms(), every_ms));
         }
     }

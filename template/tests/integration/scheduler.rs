@@ -351,3 +351,69 @@ async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
     );
     assert_eq!(history[1].error.as_deref(), Some("boom"));
 }
+
+/// An `at_least_once` run cut at the drain deadline is given back
+/// unrecorded; the next replica to look runs that period again, with the
+/// same `Idempotency-Key`.
+#[tokio::test]
+async fn an_at_least_once_run_cut_at_the_deadline_runs_again_on_the_next_replica() {
+    let database = TestDatabase::sqlite();
+    let (keys, mut arrived) = mpsc::unbounded_channel::<String>();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let app = Router::new().route(
+        "/hook",
+        get(move |headers: axum::http::HeaderMap| {
+            let keys = keys.clone();
+            let mut released = released.clone();
+            async move {
+                let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+                let _ = keys.send(key);
+                let _ = released.wait_for(|released| *released).await;
+                "done"
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut settings = on(&database, url);
+    settings.scheduler.jobs[0].delivery = Delivery::AtLeastOnce;
+    settings.scheduler.jobs[0].every_ms = 200;
+    settings.shutdown.grace_ms = 200;
+
+    let first = start(settings.clone()).await;
+    let cut = tokio::time::timeout(crate::support::WAIT_LIMIT, arrived.recv())
+        .await
+        .expect("the first run calls")
+        .unwrap();
+    assert_eq!(first.stop().await.unwrap(), Stopped::DeadlineExceeded);
+
+    let second = start(settings).await;
+    let again = tokio::time::timeout(crate::support::WAIT_LIMIT, arrived.recv())
+        .await
+        .expect("the next replica calls")
+        .unwrap();
+    assert_eq!(again, cut, "the cut period runs again first");
+    release.send_replace(true);
+    let period: i64 = cut.strip_prefix("hook/").unwrap().parse().unwrap();
+    eventually("the period to be recorded", || async {
+        let listed: Value = second
+            .get("/runs?job=hook&limit=100")
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        listed["runs"]
+            .as_array()?
+            .iter()
+            .any(|run| {
+                run["period_start_ms"] == period
+                    && run["state"] == "succeeded"
+                    && run["attempt"] == 2
+            })
+            .then_some(())
+    })
+    .await;
+    assert_eq!(second.stop().await.unwrap(), Stopped::Drained);
+}

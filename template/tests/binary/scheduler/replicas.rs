@@ -29,7 +29,7 @@ use crate::{
 use {{crate_name}}::Exit;
 
 /// A target that records each call's key. Calls that arrive while `hold`
-/// is set wait until it is cleared; every call waits `delay`.
+/// is set wait until it is cleared.
 struct Target {
     url: String,
     keys: Arc<Mutex<Vec<String>>>,
@@ -38,7 +38,7 @@ struct Target {
 }
 
 impl Target {
-    async fn start(delay: Duration) -> Self {
+    async fn start() -> Self {
         let keys = Arc::new(Mutex::new(Vec::new()));
         let (arrived, arrivals) = mpsc::unbounded_channel();
         let (hold, hold_updates) = watch::channel(false);
@@ -63,7 +63,6 @@ impl Target {
                     if *hold_updates.borrow_and_update() {
                         let _ = hold_updates.wait_for(|hold| !*hold).await;
                     }
-                    tokio::time::sleep(delay).await;
                     "done"
                 }
             }),
@@ -179,12 +178,12 @@ fn two_replicas_call_each_period_once(engine: Engine) {
         let Some(database) = database(engine, "two_schedulers").await else {
             return;
         };
-        let every_ms = 200;
-        let mut target = Target::start(Duration::ZERO).await;
+        let every_ms = 500;
+        let mut target = Target::start().await;
         let job = format!("every_ms = {every_ms}\ntimeout_ms = 1000\n");
         let first = replica(&database, &target, &job).start().await;
         let second = replica(&database, &target, &job).start().await;
-        for _ in 0..20 {
+        for _ in 0..12 {
             target.next_arrival().await;
         }
         stop(first).await;
@@ -215,21 +214,24 @@ fn two_replicas_call_each_period_once(engine: Engine) {
 }
 
 /// Kills the replica that holds the run of the period `target` is called
-/// for next, after a few periods; returns that period and the survivor.
+/// for next, after a few periods, while the target holds that call;
+/// returns that period and the survivor.
 async fn kill_the_holder_mid_run(
     database: &TestDatabase,
     target: &mut Target,
     replicas: Vec<Process>,
 ) -> (i64, Process) {
-    for _ in 0..3 {
+    for _ in 0..2 {
         target.next_arrival().await;
     }
+    target.hold.send_replace(true);
     let key = target.next_arrival().await;
     let period: i64 = key.strip_prefix("hook/").unwrap().parse().unwrap();
     let (state, _, replica) = stored_run(database, period).await;
     assert_eq!(state, "running", "the target holds the call");
     let killed = holder(&replicas, &replica).pid();
     holder(&replicas, &replica).signal("KILL");
+    target.hold.send_replace(false);
     let survivor = replicas
         .into_iter()
         .find(|process| process.pid() != killed)
@@ -257,20 +259,20 @@ fn a_killed_replicas_period_runs_again_at_least_once_on_postgres() {
     a_killed_replicas_period_is_handled(Engine::Postgres, "at_least_once");
 }
 
-/// Periods of 1 s, runs of 250 ms, a lease of 700 ms (a 300 ms timeout
-/// plus a 400 ms database timeout): the lease runs out before the next
-/// period, so the survivor misses nothing else.
+/// Periods of 1.5 s and a lease of 1.2 s (a 300 ms timeout plus three
+/// 300 ms database timeouts): the lease runs out before the next period,
+/// so the survivor misses nothing else.
 fn a_killed_replicas_period_is_handled(engine: Engine, delivery: &str) {
     let _serial = serial();
     runtime().block_on(async {
         let Some(database) = database(engine, &format!("killed_{delivery}")).await else {
             return;
         };
-        let every_ms = 1_000;
-        let mut target = Target::start(Duration::from_millis(250)).await;
+        let every_ms = 1_500;
+        let mut target = Target::start().await;
         let job = format!("every_ms = {every_ms}\ntimeout_ms = 300\ndelivery = \"{delivery}\"\n");
         let launch = |target: &Target| {
-            replica(&database, target, &job).setting("TIMEOUTS__DATABASE_MS", 400)
+            replica(&database, target, &job).setting("TIMEOUTS__DATABASE_MS", 300)
         };
         let replicas = vec![launch(&target).start().await, launch(&target).start().await];
         let (killed_period, survivor) =
@@ -331,9 +333,12 @@ fn a_paused_replicas_late_result_is_refused(engine: Engine) {
         let Some(database) = database(engine, "paused_scheduler").await else {
             return;
         };
-        let mut target = Target::start(Duration::ZERO).await;
-        let job = "every_ms = 1000\ntimeout_ms = 300\ndelivery = \"at_least_once\"\n";
-        let launch = || replica(&database, &target, job).setting("TIMEOUTS__DATABASE_MS", 400);
+        let mut target = Target::start().await;
+        // A lease of 3.9 s: a 3 s timeout, which the held call must not
+        // reach before the test stops its replica, plus three 300 ms
+        // database timeouts.
+        let job = "every_ms = 5000\ntimeout_ms = 3000\ndelivery = \"at_least_once\"\n";
+        let launch = || replica(&database, &target, job).setting("TIMEOUTS__DATABASE_MS", 300);
         let replicas = vec![launch().start().await, launch().start().await];
         target.next_arrival().await;
         target.hold.send_replace(true);
