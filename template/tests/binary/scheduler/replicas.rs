@@ -28,19 +28,24 @@ use crate::{
 
 use {{crate_name}}::Exit;
 
+/// Arrivals a target keeps until a test reads them.
+const ARRIVALS_KEPT: usize = 1024;
+
 /// A target that records each call's key. Calls that arrive while `hold`
 /// is set wait until it is cleared.
 struct Target {
     url: String,
     keys: Arc<Mutex<Vec<String>>>,
-    arrivals: mpsc::UnboundedReceiver<String>,
+    arrivals: mpsc::Receiver<String>,
     hold: watch::Sender<bool>,
 }
 
 impl Target {
     async fn start() -> Self {
         let keys = Arc::new(Mutex::new(Vec::new()));
-        let (arrived, arrivals) = mpsc::unbounded_channel();
+        // Far more calls than any test here makes; a full channel would
+        // only drop arrivals, never hold a call.
+        let (arrived, arrivals) = mpsc::channel(ARRIVALS_KEPT);
         let (hold, hold_updates) = watch::channel(false);
         let recorded = keys.clone();
         let app = Router::new().route(
@@ -59,7 +64,7 @@ impl Target {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(key.clone());
-                    let _ = arrived.send(key);
+                    let _ = arrived.try_send(key);
                     if *hold_updates.borrow_and_update() {
                         let _ = hold_updates.wait_for(|hold| !*hold).await;
                     }
