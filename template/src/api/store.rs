@@ -21,7 +21,7 @@ pub struct Item {
     pub name: String,
 }
 
-/// One page of a list, in creation order.
+/// One page of a list, in id order (creation order within one process).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub items: Vec<Item>,
@@ -94,8 +94,8 @@ impl Store {
             .await
     }
 
-    /// Up to `limit` items created after `after` (from the first item
-    /// without it), in creation order. One more row is read than returned,
+    /// Up to `limit` items whose id sorts after `after` (from the first item
+    /// without it), in id order. One more row is read than returned,
     /// to tell whether the list goes on.
     ///
     /// # Errors
