@@ -8,8 +8,8 @@
 //!   `{"items": [...], "next_cursor": C | null}`, in id order, at most
 //!   `api.max_page_size` items (the default `limit`). A list never returns
 //!   the whole table; `next_cursor` is opaque and fetches the next page.
-//!   Ids are UUID version 7: their order is creation order within one process, and
-//!   across replicas only as close as the replicas' clocks agree.
+//!   Ids are UUID version 7: their order is creation order within one
+//!   process, and across replicas only as close as their clocks agree.
 //!
 //! When the database does not serve a request ([`database_error`]): 503
 //! with `Retry-After` while it is unreachable or every pooled connection is
