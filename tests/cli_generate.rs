@@ -10,8 +10,8 @@
 mod common;
 
 use common::{
-    Scratch, cargo_step, cli_version, files_below, generate_with_cli, generate_with_library, note,
-    prepare_dependencies,
+    Scratch, assert_same_files, cargo_step, cli_version, generate_with_cli, generate_with_library,
+    note, prepare_dependencies,
 };
 
 fn cli_generates_a_building_project(service_type: &'static str) {
@@ -24,13 +24,7 @@ fn cli_generates_a_building_project(service_type: &'static str) {
 
     let scratch = Scratch::new();
     let run = generate_with_cli(&scratch, &name, &defines);
-    assert!(
-        run.succeeded(),
-        "[{service_type}] `{}` ({version}) failed ({}):\n{}",
-        run.command,
-        run.output.status,
-        run.text()
-    );
+    run.assert_succeeded(&format!("[{service_type}] ({version})"));
     note(&format!("[{service_type}] generated {name} with {version}"));
     let project = scratch.out().join(&name);
     assert!(
@@ -45,26 +39,10 @@ fn cli_generates_a_building_project(service_type: &'static str) {
     let reference = Scratch::new();
     let reference_project = generate_with_library(&reference, &name, &defines)
         .unwrap_or_else(|error| panic!("[{service_type}] library generation failed:\n{error}"));
-    let files = files_below(&project);
-    let reference_files = files_below(&reference_project);
-    assert_eq!(
-        files, reference_files,
-        "[{service_type}] the binary ({version}) and the library (0.26.0) generate different file sets"
-    );
-    let differing: Vec<String> = files
-        .iter()
-        .filter(|relative| {
-            std::fs::read(project.join(relative)).ok()
-                != std::fs::read(reference_project.join(relative)).ok()
-        })
-        .map(|relative| relative.display().to_string())
-        .collect();
-    assert!(
-        differing.is_empty(),
-        "[{service_type}] the binary ({version}) and the library (0.26.0) render these files \
-         differently: {differing:?}\n(compare {} with {})",
-        project.display(),
-        reference_project.display()
+    assert_same_files(
+        &format!("[{service_type}] the binary ({version}) and the library (0.26.0)"),
+        &project,
+        &reference_project,
     );
 
     // `--all-targets`, as in cargo_checks: the same feature set, so the

@@ -139,14 +139,19 @@ impl Scratch {
         Self { dir }
     }
 
+    /// The scratch folder itself.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The empty cargo-generate configuration file.
     pub fn config(&self) -> PathBuf {
-        self.dir.path().join("cargo-generate-config.toml")
+        config_in(self.root())
     }
 
     /// The folder projects are generated into (empty before generation).
     pub fn out(&self) -> PathBuf {
-        self.dir.path().join("out")
+        out_in(self.root())
     }
 
     /// Names of the entries in [`Self::out`], sorted.
@@ -173,6 +178,16 @@ impl Scratch {
     }
 }
 
+/// [`Scratch::config`] of the scratch folder `root`.
+fn config_in(root: &Path) -> PathBuf {
+    root.join("cargo-generate-config.toml")
+}
+
+/// [`Scratch::out`] of the scratch folder `root`.
+fn out_in(root: &Path) -> PathBuf {
+    root.join("out")
+}
+
 // ---------------------------------------------------------------------------
 // Generation with the library (cargo-generate 0.26.0)
 // ---------------------------------------------------------------------------
@@ -194,6 +209,15 @@ pub fn generate_with_library(
     name: &str,
     defines: &[String],
 ) -> Result<PathBuf, String> {
+    generate_with_library_in(scratch.root(), name, defines)
+}
+
+/// [`generate_with_library`] in the scratch folder `root`.
+fn generate_with_library_in(
+    root: &Path,
+    name: &str,
+    defines: &[String],
+) -> Result<PathBuf, String> {
     let _serialized = GENERATION.lock().unwrap_or_else(PoisonError::into_inner);
     prepare_process_env();
     let args = GenerateArgs {
@@ -209,11 +233,106 @@ pub fn generate_with_library(
         bin: true,
         lib: false,
         define: defines.to_vec(),
-        config: Some(scratch.config()),
-        destination: Some(scratch.out()),
+        config: Some(config_in(root)),
+        destination: Some(out_in(root)),
         ..GenerateArgs::default()
     };
     cargo_generate::generate(args).map_err(|error| strip_ansi(&format!("{error:#}")))
+}
+
+// What the library prints goes to this process's stderr, which the test
+// harness captures out of reach. To read it, a test re-runs its own test
+// binary with one ignored test selected, [`LIBRARY_CHILD_TEST`], that
+// generates and exits (every crate using this declares it:
+// `#[test] #[ignore = "..."] fn library_child() { common::library_child(); }`).
+
+/// Name of the ignored test that [`generate_with_library_in_child`] runs.
+pub const LIBRARY_CHILD_TEST: &str = "library_child";
+
+/// The child's inputs, in its environment.
+const CHILD_SCRATCH_VAR: &str = "NEBULA_TEMPLATE_CHILD_SCRATCH";
+const CHILD_NAME_VAR: &str = "NEBULA_TEMPLATE_CHILD_NAME";
+const CHILD_DEFINES_VAR: &str = "NEBULA_TEMPLATE_CHILD_DEFINES";
+/// Separates the defines in [`CHILD_DEFINES_VAR`] (a unit separator, which
+/// no test value holds).
+const CHILD_DEFINES_SEPARATOR: char = '\u{1f}';
+/// The child writes `ok\n<project>` or `err\n<message>` here, in the scratch folder.
+const CHILD_RESULT_FILE: &str = "library-child-result";
+
+/// A library generation run in a child process.
+pub struct LibraryRun {
+    pub result: Result<PathBuf, String>,
+    /// Everything the child wrote to stderr (cargo-generate 0.26 writes its
+    /// status lines, the hooks' `print` output and its error there), without
+    /// colour codes.
+    pub stderr: String,
+}
+
+/// [`generate_with_library`] in a child process, to read what it prints.
+/// The calling test crate must declare the [`LIBRARY_CHILD_TEST`] test.
+pub fn generate_with_library_in_child(
+    scratch: &Scratch,
+    name: &str,
+    defines: &[String],
+) -> LibraryRun {
+    let exe = std::env::current_exe().expect("cannot find the test binary");
+    let separator = CHILD_DEFINES_SEPARATOR.to_string();
+    let output = Command::new(&exe)
+        .args([LIBRARY_CHILD_TEST, "--exact", "--ignored", "--nocapture"])
+        .env(CHILD_SCRATCH_VAR, scratch.root())
+        .env(CHILD_NAME_VAR, name)
+        .env(CHILD_DEFINES_VAR, defines.join(&separator))
+        .env("RUST_BACKTRACE", "0")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", exe.display()));
+    assert!(
+        output.status.success(),
+        "the library child ({} {LIBRARY_CHILD_TEST}) failed ({}):\n{}",
+        exe.display(),
+        output.status,
+        output_tail(&output)
+    );
+    let written =
+        fs::read_to_string(scratch.root().join(CHILD_RESULT_FILE)).unwrap_or_else(|error| {
+            panic!(
+                "the library child wrote no result ({error}); was `{LIBRARY_CHILD_TEST}` declared \
+                 in this test crate?\n{}",
+                output_tail(&output)
+            )
+        });
+    let result = match written.split_once('\n') {
+        Some(("ok", project)) => Ok(PathBuf::from(project)),
+        Some(("err", message)) => Err(message.to_owned()),
+        _ => panic!("the library child wrote an unreadable result: {written:?}"),
+    };
+    LibraryRun {
+        result,
+        stderr: strip_ansi(&String::from_utf8_lossy(&output.stderr)),
+    }
+}
+
+/// The body of the [`LIBRARY_CHILD_TEST`] test: generates what the parent
+/// asked for and writes the outcome for it. Run without a parent (its
+/// environment variables unset), it fails.
+pub fn library_child() {
+    let root = PathBuf::from(
+        std::env::var_os(CHILD_SCRATCH_VAR)
+            .expect("run by generate_with_library_in_child only, which sets the scratch folder"),
+    );
+    let name = std::env::var(CHILD_NAME_VAR).expect("the parent sets the project name");
+    let defines: Vec<String> = std::env::var(CHILD_DEFINES_VAR)
+        .expect("the parent sets the defines")
+        .split(CHILD_DEFINES_SEPARATOR)
+        .filter(|define| !define.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let outcome = match generate_with_library_in(&root, &name, &defines) {
+        Ok(project) => format!("ok\n{}", project.display()),
+        Err(message) => format!("err\n{message}"),
+    };
+    fs::write(root.join(CHILD_RESULT_FILE), outcome).expect("cannot write the child's result");
 }
 
 /// A project generated by the library for one service type, with the other
@@ -296,6 +415,49 @@ impl CliRun {
     }
 }
 
+impl CliRun {
+    /// Panics with the command, its exit status and output unless it
+    /// succeeded; `context` (such as "[api] (cargo-generate 0.23.14)") leads
+    /// the message.
+    pub fn assert_succeeded(&self, context: &str) {
+        assert!(
+            self.succeeded(),
+            "{context} `{}` failed ({}):\n{}",
+            self.command,
+            self.output.status,
+            self.text()
+        );
+    }
+}
+
+/// Panics unless `project` and `reference` hold the same files with the same
+/// bytes, and returns how many there are. `what` says what generated the two
+/// (such as "[api] the binary and the library").
+pub fn assert_same_files(what: &str, project: &Path, reference: &Path) -> usize {
+    let files = files_below(project);
+    assert_eq!(
+        files,
+        files_below(reference),
+        "{what} generate different file sets ({} and {})",
+        project.display(),
+        reference.display()
+    );
+    let differing: Vec<String> = files
+        .iter()
+        .filter(|relative| {
+            fs::read(project.join(relative)).ok() != fs::read(reference.join(relative)).ok()
+        })
+        .map(|relative| relative.display().to_string())
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{what} render these files differently: {differing:?}\n(compare {} with {})",
+        project.display(),
+        reference.display()
+    );
+    files.len()
+}
+
 /// `cargo-generate <version>` of the installed binary, or `None` when it is
 /// not installed. With `NEBULA_TEMPLATE_REQUIRE_CLI=1` a missing binary panics;
 /// otherwise the caller should skip, and a note says so.
@@ -332,12 +494,57 @@ pub fn cli_version(skipped_test: &str) -> Option<String> {
 /// Runs `cargo generate --path <template source> --name <name> --silent
 /// --vcs none --no-workspace --config <empty> -d <defines>` in `scratch.out()`.
 pub fn generate_with_cli(scratch: &Scratch, name: &str, defines: &[String]) -> CliRun {
+    generate_with_cli_adjusted(scratch, name, defines, |_| {})
+}
+
+/// [`generate_with_cli`], with `adjust` applied to the command last (more
+/// arguments, environment variables).
+pub fn generate_with_cli_adjusted(
+    scratch: &Scratch,
+    name: &str,
+    defines: &[String],
+    adjust: impl FnOnce(&mut Command),
+) -> CliRun {
     let source = template_source_snapshot(scratch);
+    run_cli(
+        scratch,
+        &["--path".as_ref(), source.as_os_str()],
+        name,
+        defines,
+        adjust,
+    )
+}
+
+/// `cargo generate --git <url>`, otherwise as [`generate_with_cli`].
+pub fn generate_with_cli_from_git(
+    scratch: &Scratch,
+    url: &str,
+    name: &str,
+    defines: &[String],
+) -> CliRun {
+    run_cli(
+        scratch,
+        &["--git".as_ref(), url.as_ref()],
+        name,
+        defines,
+        |_| {},
+    )
+}
+
+/// Runs `cargo generate <source> --name <name> --silent --vcs none
+/// --no-workspace --config <empty> -d <defines>` in `scratch.out()`, with the
+/// ambient placeholder values removed from its environment.
+fn run_cli(
+    scratch: &Scratch,
+    source: &[&OsStr],
+    name: &str,
+    defines: &[String],
+    adjust: impl FnOnce(&mut Command),
+) -> CliRun {
     let mut command = Command::new("cargo");
     command
         .arg("generate")
-        .arg("--path")
-        .arg(&source)
+        .args(source)
         .args([
             "--name",
             name,
@@ -362,6 +569,7 @@ pub fn generate_with_cli(scratch: &Scratch, name: &str, defines: &[String]) -> C
     if std::env::var_os("USER").is_none() {
         command.env("USER", "nebula-template-tests");
     }
+    adjust(&mut command);
     let shown = describe(&command);
     let output = command
         .output()
