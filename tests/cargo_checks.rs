@@ -4,7 +4,9 @@
 //! passes clippy and rustfmt too (its tests are a subset of the default
 //! project's, on the same code). Each type generated with
 //! `database=postgres` runs its deployment tests, the only code that option
-//! changes, under clippy and rustfmt too.
+//! changes, under clippy and rustfmt too. Each type with its `otel`
+//! feature on passes clippy and runs its trace tests against the OTLP
+//! receiver those tests start.
 //!
 //! These are the slow tests. All projects share one target directory
 //! (`target/generated`), so dependencies compile once for all types; cargo
@@ -147,6 +149,50 @@ fn on_postgres_passes_its_deployment_tests(service_type: &'static str) {
     cargo_step(service_type, project, &["fmt", "--check"]);
 }
 
+/// The `otel` feature: every target compiles under clippy with warnings
+/// denied, and the tests that need the feature (the binary tests in
+/// `traces` and the type's own `traced_*` module) pass. The rest of the
+/// suite runs without it in [`passes_cargo_checks`]: the feature only adds
+/// the export and the trace context, which those tests cover.
+fn with_otel_passes_its_trace_tests(service_type: &'static str) {
+    let _one_at_a_time = one_at_a_time();
+    let generated = Generated::named(&longest_name(&format!("otel-{service_type}")), service_type);
+    let project = &generated.project;
+    let locked = prepare_dependencies(service_type, project);
+    let feature: &[&str] = &["--features", "otel"];
+    cargo_step(
+        service_type,
+        project,
+        &[
+            &["clippy", "--all-targets"],
+            feature,
+            locked,
+            &["--", "-D", "warnings"],
+        ]
+        .concat(),
+    );
+    let tests = cargo_step(
+        service_type,
+        project,
+        &[
+            &["test", "--test", "binary"],
+            feature,
+            locked,
+            &["--", "traces::", "traced_", "--show-output"],
+        ]
+        .concat(),
+    );
+    let output = String::from_utf8_lossy(&tests.stdout);
+    let expected = if service_type == "api" { 4 } else { 5 };
+    assert!(
+        output.contains(&format!("test result: ok. {expected} passed")),
+        "[{service_type}] expected {expected} trace tests to run and pass:\n{output}"
+    );
+    for line in output.lines().filter(|line| line.starts_with("summary:")) {
+        note(&format!("[{service_type}] otel {line}"));
+    }
+}
+
 #[test]
 fn api() {
     passes_cargo_checks("api");
@@ -190,4 +236,19 @@ fn worker_without_deployment_or_ci() {
 #[test]
 fn scheduler_without_deployment_or_ci() {
     builds_without_deployment_or_ci("scheduler");
+}
+
+#[test]
+fn api_with_otel() {
+    with_otel_passes_its_trace_tests("api");
+}
+
+#[test]
+fn worker_with_otel() {
+    with_otel_passes_its_trace_tests("worker");
+}
+
+#[test]
+fn scheduler_with_otel() {
+    with_otel_passes_its_trace_tests("scheduler");
 }

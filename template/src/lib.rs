@@ -10,6 +10,8 @@ pub mod database;
 pub mod exit;
 pub mod healthcheck;
 pub mod http;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod prometheus;
 pub mod readiness;
 pub mod service;
@@ -18,6 +20,7 @@ pub mod shutdown;
 pub mod tasks;
 pub mod telemetry;
 pub mod timeouts;
+pub mod trace_context;
 
 /// The code specific to this service type.
 pub mod {{service_type}};

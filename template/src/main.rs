@@ -22,11 +22,14 @@ fn main() -> ExitCode {
     if let Some(Command::Healthcheck) = cli.command {
         return check_health(&settings);
     }
-    if let Err(error) = telemetry::init(&settings.log) {
-        return fail(Exit::ConfigError, &error.into());
-    }
+    let telemetry = match telemetry::init(&settings.log) {
+        Ok(telemetry) => telemetry,
+        Err(error) => return fail(Exit::ConfigError, &error.into()),
+    };
     if let Some(Command::Migrate) = cli.command {
-        return migrate(&settings);
+        let exit = migrate(&settings);
+        telemetry.shutdown();
+        return exit;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             let error = anyhow::Error::new(error).context("cannot start the Tokio runtime");
+            telemetry.shutdown();
             return fail(Exit::RuntimeFailure, &error);
         }
     };
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
     // After a forced exit or an exceeded deadline, blocking work may still
     // hold runtime threads: leave without waiting for them.
     runtime.shutdown_background();
+    telemetry.shutdown();
     exit.into()
 }
 

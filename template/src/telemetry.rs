@@ -1,5 +1,7 @@
 //! Logging: `tracing` events to stderr, as text for people or JSON for
 //! collectors, filtered by `log.level` (or `RUST_LOG`, which replaces it).
+//! With the `otel` feature, the same spans also go to an OTLP collector
+//! ([`crate::otel`]).
 
 use std::{
     backtrace::{Backtrace, BacktraceStatus},
@@ -17,6 +19,29 @@ pub enum TelemetryError {
     Filter(#[from] tracing_subscriber::filter::ParseError),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+    #[cfg(feature = "otel")]
+    #[error("the OTEL_* variables do not configure a trace exporter")]
+    Export(#[from] opentelemetry_otlp::ExporterBuildError),
+}
+
+/// What [`init`] started that needs stopping at exit.
+#[derive(Debug)]
+#[must_use = "call `shutdown` at exit, or batched spans are lost"]
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    export: Option<crate::otel::Export>,
+}
+
+impl Telemetry {
+    /// Hands the spans still batched to the collector, waiting at most
+    /// [`crate::otel::FLUSH_TIMEOUT`]. Without the `otel` feature there is
+    /// nothing to do.
+    pub fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(export) = self.export {
+            export.shutdown(crate::otel::FLUSH_TIMEOUT);
+        }
+    }
 }
 
 /// Installs the global subscriber. Call once, before the service starts.
@@ -26,10 +51,15 @@ pub enum TelemetryError {
 /// the build.
 ///
 /// # Errors
-/// When the filter does not parse or a subscriber is already installed.
-pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
+/// When the filter does not parse, a subscriber is already installed, or
+/// (with the `otel` feature) the `OTEL_*` variables are not valid.
+pub fn init(settings: &LogSettings) -> Result<Telemetry, TelemetryError> {
     let filter = Targets::from_str(&settings.level)?;
+    #[cfg(feature = "otel")]
+    let export = crate::otel::Export::from_env()?;
     let registry = tracing_subscriber::registry().with(filter);
+    #[cfg(feature = "otel")]
+    let registry = registry.with(export.as_ref().map(crate::otel::Export::layer));
     let output = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
@@ -46,7 +76,10 @@ pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
             .try_init()?,
     }
     log_panics();
-    Ok(())
+    Ok(Telemetry {
+        #[cfg(feature = "otel")]
+        export,
+    })
 }
 
 /// Routes panic messages through tracing, so they reach the log collector in

@@ -72,6 +72,8 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
         response.status = field::Empty,
         duration_ms = field::Empty,
     );
+    // A caller's `traceparent` makes this span part of the caller's trace.
+    crate::trace_context::accept(&span, request.headers());
     let started = Instant::now();
     // A panic in a handler fails this request only: it becomes a 500, logged
     // with the request id, instead of a dropped connection.

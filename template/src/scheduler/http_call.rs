@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use reqwest::{Client, Url};
+use reqwest::{Client, Url, header::HeaderMap};
 use tracing::Instrument;
 
 use super::Action;
-use crate::tasks::BoxError;
+use crate::{tasks::BoxError, trace_context};
 
 /// Builds the client every job shares. Its limits come from
 /// `timeouts.http_client_ms`, for the connect and for the whole call.
@@ -58,9 +58,13 @@ impl HttpCall {
 impl Action for HttpCall {
     async fn run(&self, key: &str) -> Result<(), BoxError> {
         let span = tracing::debug_span!("external.call", url.full = %self.url);
+        // The target sees the call as part of this run's trace.
+        let mut headers = HeaderMap::new();
+        trace_context::inject(&mut headers);
         let response = self
             .client
             .get(self.url.clone())
+            .headers(headers)
             .header("idempotency-key", key)
             .send()
             .instrument(span)

@@ -29,6 +29,7 @@ use super::{
 use crate::{
     database::{Connected, DbError, jittered, now_ms},
     settings::duration_ms,
+    trace_context,
 };
 
 /// Longest wait before claiming again after the database failed.
@@ -148,6 +149,8 @@ impl Runner {
     async fn run(&self, claimed: Claimed, _slot: OwnedSemaphorePermit) {
         let span =
             tracing::info_span!("job.execute", job.id = %claimed.id, attempt = claimed.attempt);
+        // The job runs as part of the trace of the request that submitted it.
+        trace_context::adopt(&span, claimed.traceparent.as_deref());
         self.run_claimed(claimed).instrument(span).await;
     }
 

@@ -27,6 +27,7 @@ use super::{
 use crate::{
     http::{error_response, unavailable},
     readiness::Gate,
+    trace_context,
 };
 
 /// Longest `Idempotency-Key` accepted.
@@ -98,6 +99,7 @@ async fn submit(
         id: JobId::new(),
         idempotency_key,
         request,
+        traceparent: trace_context::current_traceparent(),
     };
     match intake.committer.commit(job).await {
         Ok(id) => {

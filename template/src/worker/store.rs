@@ -21,11 +21,18 @@ use super::{JobId, JobRequest};
 use crate::database::{Backend, Database, DbError, Migration, ms, now_ms};
 
 /// The worker's migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "jobs",
-    sql: include_str!("migrations/0001_jobs.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "jobs",
+        sql: include_str!("migrations/0001_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "job trace",
+        sql: include_str!("migrations/0002_job_trace.sql"),
+    },
+];
 
 /// PostgreSQL channel on which intake announces new jobs.
 pub const NEW_JOBS_CHANNEL: &str = "nebula_jobs_queued";
@@ -36,6 +43,8 @@ pub struct NewJob {
     pub id: JobId,
     pub idempotency_key: Option<String>,
     pub request: JobRequest,
+    /// The submitting request's trace, as a W3C `traceparent`.
+    pub traceparent: Option<String>,
 }
 
 /// A claimed job: what the worker runs, and the token its writes need.
@@ -46,6 +55,8 @@ pub struct Claimed {
     pub request: Result<JobRequest, String>,
     /// This attempt's number, from 1.
     pub attempt: u32,
+    /// The submitting request's trace, as a W3C `traceparent`.
+    pub traceparent: Option<String>,
     pub token: i64,
     /// When intake committed it, for the job's duration.
     pub created_at_ms: i64,
@@ -117,7 +128,8 @@ impl Store {
                     insert = insert
                         .bind(job.id.to_string())
                         .bind(job.idempotency_key.as_deref())
-                        .bind(payload);
+                        .bind(payload)
+                        .bind(job.traceparent.as_deref());
                 }
                 let mut transaction = database.begin_write().await?;
                 let inserted = insert
@@ -175,7 +187,7 @@ impl Store {
              WHERE id IN (
                  SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $1
                  ORDER BY run_at LIMIT $3 {lock})
-             RETURNING id, payload, attempts, token, created_at"
+             RETURNING id, payload, attempts, token, created_at, traceparent"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let database = &self.database;
@@ -444,22 +456,24 @@ impl Store {
 }
 
 /// The `INSERT` of `rows` jobs in one statement: `$1` is the time, then
-/// three parameters a job (id, idempotency key, payload). A repeated key
-/// inserts nothing; `RETURNING id` names the rows that were inserted.
+/// four parameters a job (id, idempotency key, payload, traceparent). A
+/// repeated key inserts nothing; `RETURNING id` names the rows that were
+/// inserted.
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO jobs (id, idempotency_key, payload, state, run_at, created_at, updated_at) VALUES ",
+        "INSERT INTO jobs (id, idempotency_key, payload, traceparent, state, run_at, created_at, updated_at) VALUES ",
     );
     for row in 0..rows {
-        let first = 2 + row * 3;
+        let first = 2 + row * 4;
         if row > 0 {
             sql.push_str(", ");
         }
         let _ = write!(
             sql,
-            "(${first}, ${}, ${}, 'queued', $1, $1, $1)",
+            "(${first}, ${}, ${}, ${}, 'queued', $1, $1, $1)",
             first + 1,
-            first + 2
+            first + 2,
+            first + 3
         );
     }
     sql.push_str(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id");
@@ -478,6 +492,7 @@ fn claimed(row: &AnyRow, lease_ends: Instant) -> Result<Claimed, sqlx::Error> {
         id: parse_id(&row.try_get::<String, _>("id")?)?,
         request: serde_json::from_str(&payload).map_err(|error| error.to_string()),
         attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        traceparent: row.try_get("traceparent")?,
         token: row.try_get("token")?,
         created_at_ms: row.try_get("created_at")?,
         lease_ends,

@@ -20,6 +20,8 @@ mod shutdown;
 mod support;
 #[path = "../shared/test_database.rs"]
 mod test_database;
+#[cfg(feature = "otel")]
+mod traces;
 
 /// This service type under load, overload and shutdown.
 mod {{service_type}};

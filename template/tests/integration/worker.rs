@@ -265,10 +265,12 @@ async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
         .unwrap();
     let store =
         Store::new(Database::open(&settings.database, settings.timeouts.database()).unwrap());
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let job = NewJob {
         id: JobId::new(),
         idempotency_key: None,
         request: JobRequest::default(),
+        traceparent: Some(traceparent.to_owned()),
     };
     store.insert_batch(&[job]).await.unwrap();
     let claimed = store
@@ -277,6 +279,11 @@ async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
         .unwrap()
         .pop()
         .expect("the job is claimed");
+    assert_eq!(
+        claimed.traceparent.as_deref(),
+        Some(traceparent),
+        "the submitting request's trace is stored with the job"
+    );
 
     assert!(store.succeed(&claimed).await.unwrap());
     assert!(

@@ -58,11 +58,7 @@ async fn submit(process: &Process, job: &Value) -> String {
         .send()
         .await
         .expect("job submitted");
-    assert_eq!(response.status(), 202);
-    response.json::<Value>().await.expect("JSON")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
+    super::accepted_id(response).await
 }
 
 /// Waits (bounded) until `check` holds for the stored jobs.

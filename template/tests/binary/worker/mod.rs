@@ -4,6 +4,8 @@
 //! (crashes, replicas, pauses, outages) are in [`durability`].
 
 mod durability;
+#[cfg(feature = "otel")]
+mod traced_jobs;
 
 use std::{
     collections::HashMap,
@@ -43,6 +45,15 @@ fn accepted_ids(tally: &Tally) -> Vec<String> {
             body["id"].as_str().expect("202 body has an id").to_owned()
         })
         .collect()
+}
+
+/// The id in a `POST /jobs` answer, which must be a 202.
+async fn accepted_id(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 /// A job as the database holds it.
@@ -403,11 +414,7 @@ fn a_panicking_job_is_logged_with_its_id_and_retried() {
             .send()
             .await
             .expect("job submitted");
-        assert_eq!(response.status(), 202);
-        let id = response.json::<Value>().await.expect("JSON")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let id = accepted_id(response).await;
 
         let finished = process
             .wait_for_event("the job to finish", |event| {
