@@ -183,7 +183,7 @@ fn with_otel_passes_its_trace_tests(service_type: &'static str) {
         .concat(),
     );
     let output = String::from_utf8_lossy(&tests.stdout);
-    let expected = if service_type == "api" { 4 } else { 5 };
+    let expected = if service_type == "api" { 7 } else { 8 };
     assert!(
         output.contains(&format!("test result: ok. {expected} passed")),
         "[{service_type}] expected {expected} trace tests to run and pass:\n{output}"

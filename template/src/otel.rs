@@ -4,17 +4,26 @@
 //!
 //! The exporter reads the standard variables itself (`OTEL_EXPORTER_OTLP_*`
 //! for the endpoint, headers and timeout, `OTEL_TRACES_SAMPLER*`,
-//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`); the service name
-//! defaults to the crate's. Spans are batched on a thread of the SDK's own:
+//! `OTEL_BSP_*`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`); the
+//! service name defaults to the crate's, and `OTEL_SDK_DISABLED=true` turns
+//! the export off. This build speaks OTLP over HTTP with protobuf only: a
+//! `grpc` protocol is refused at start, not left to fail every export. Spans are batched on a thread of the SDK's own:
 //! a slow or absent collector costs dropped spans, never a blocked request.
+//! The SDK reports its own trouble (a failed export, dropped spans) as
+//! `tracing` events, targets `opentelemetry*`: they reach the log, never the
+//! export itself.
 
-use std::time::Duration;
+use std::{env, time::Duration};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{ExporterBuildError, SpanExporter};
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use tracing::Subscriber;
-use tracing_subscriber::{Layer, registry::LookupSpan};
+use tracing_subscriber::{
+    Layer,
+    filter::{FilterFn, filter_fn},
+    registry::LookupSpan,
+};
 
 /// How long the exit waits for the collector to take the spans still
 /// batched. With `shutdown.grace_ms` (25 s) and the cancellation margin it
@@ -26,6 +35,28 @@ const ENDPOINT_VARIABLES: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 ];
+
+/// Variables that choose the protocol, and the one value this build has.
+const PROTOCOL_VARIABLES: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+];
+const PROTOCOL: &str = "http/protobuf";
+
+/// Why the `OTEL_*` variables do not make an exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Build(#[from] ExporterBuildError),
+    #[error(
+        "{variable}={value:?} is not supported by this build: the accepted value is {PROTOCOL} \
+         (gRPC needs opentelemetry-otlp's grpc-tonic feature)"
+    )]
+    Protocol {
+        variable: &'static str,
+        value: String,
+    },
+}
 
 /// The span pipeline: owns the batch thread until [`Export::shutdown`].
 #[derive(Debug)]
@@ -39,17 +70,26 @@ impl Export {
     ///
     /// # Errors
     /// When a variable holds a value the exporter refuses (a bad endpoint
-    /// URL, for one).
-    pub fn from_env() -> Result<Option<Self>, ExporterBuildError> {
-        let configured = ENDPOINT_VARIABLES
-            .iter()
-            .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
-        if !configured {
+    /// URL, a protocol other than `http/protobuf`).
+    pub fn from_env() -> Result<Option<Self>, ExportError> {
+        let disabled =
+            var("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        if disabled || !ENDPOINT_VARIABLES.iter().any(|name| var(name).is_some()) {
             return Ok(None);
+        }
+        for variable in PROTOCOL_VARIABLES {
+            if let Some(value) = var(variable).filter(|value| value != PROTOCOL) {
+                return Err(ExportError::Protocol { variable, value });
+            }
         }
         let exporter = SpanExporter::builder().with_http().build()?;
         let mut resource = Resource::builder();
-        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        let named_in_attributes = var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attributes| {
+            attributes
+                .split(',')
+                .any(|pair| pair.trim_start().starts_with("service.name="))
+        });
+        if var("OTEL_SERVICE_NAME").is_none() && !named_in_attributes {
             resource = resource.with_service_name(env!("CARGO_PKG_NAME"));
         }
         let provider = SdkTracerProvider::builder()
@@ -66,7 +106,9 @@ impl Export {
         S: Subscriber + for<'span> LookupSpan<'span>,
     {
         let tracer = self.provider.tracer(env!("CARGO_PKG_NAME"));
-        tracing_opentelemetry::layer().with_tracer(tracer)
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(not_from_the_sdk())
     }
 
     /// Sends the spans still batched, waiting at most `timeout`; spans the
@@ -76,4 +118,15 @@ impl Export {
             tracing::warn!(%error, "trace export did not flush before the exit");
         }
     }
+}
+
+/// A variable's value, `None` when unset or empty (as the SDK reads them).
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Keeps the SDK's own events (an export that failed) out of the spans it
+/// exports: they would go back through the exporter that just failed.
+fn not_from_the_sdk() -> FilterFn {
+    filter_fn(|metadata| !metadata.target().starts_with("opentelemetry"))
 }

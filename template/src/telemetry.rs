@@ -21,7 +21,7 @@ pub enum TelemetryError {
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
     #[cfg(feature = "otel")]
     #[error("the OTEL_* variables do not configure a trace exporter")]
-    Export(#[from] opentelemetry_otlp::ExporterBuildError),
+    Export(#[from] crate::otel::ExportError),
 }
 
 /// What [`init`] started that needs stopping at exit.

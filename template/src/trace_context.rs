@@ -23,7 +23,8 @@ mod propagation {
 
     pub fn accept(span: &Span, headers: &HeaderMap) {
         let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-        // Fails only when the export is off (no layer to hold the parent).
+        // Fails when the export is off (no layer to hold the parent) or the
+        // span is disabled by `log.level`: then there is no trace to join.
         let _ = span.set_parent(parent);
     }
 

@@ -151,7 +151,9 @@ impl Launch {
             command.env_clear();
         }
         for (key, _) in std::env::vars() {
-            if key.starts_with(ENV_PREFIX) || key == "RUST_LOG" {
+            // OTEL_* too: an exporter configured in the developer's shell
+            // would change what the trace tests see.
+            if key.starts_with(ENV_PREFIX) || key == "RUST_LOG" || key.starts_with("OTEL_") {
                 command.env_remove(key);
             }
         }

@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     fmt::Write as _,
     sync::{Arc, Mutex, PoisonError},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::support::{Counts, Launch, Process, WAIT_LIMIT, client, runtime, serial, summary};
 
-use {{crate_name}}::Exit;
+use {{crate_name}}::{Exit, otel::FLUSH_TIMEOUT};
 
 /// The trace id and parent span id a caller sends in `traceparent`.
 pub const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -88,7 +88,7 @@ impl Collector {
                 "no span {expected} arrived within {WAIT_LIMIT:?}; received: {:#?}",
                 self.spans()
             );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -198,12 +198,20 @@ fn a_request_span_joins_the_callers_trace_with_its_attributes() {
     });
 }
 
+/// Also: a service name given in `OTEL_RESOURCE_ATTRIBUTES` is kept.
 #[test]
 fn without_a_traceparent_a_request_starts_its_own_trace() {
     let _serial = serial();
     runtime().block_on(async {
         let collector = Collector::start().await;
-        let process = collector.export_from(Launch::default()).start().await;
+        let process = collector
+            .export_from(Launch::default())
+            .env(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=test,service.name=named-in-attributes",
+            )
+            .start()
+            .await;
 
         healthz(&process, "untraced-request", false).await;
         process.signal("TERM");
@@ -213,13 +221,16 @@ fn without_a_traceparent_a_request_starts_its_own_trace() {
         assert_eq!(span.parent_span_id, "", "a root span");
         assert_eq!(span.trace_id.len(), 32, "a trace id of its own: {span:?}");
         assert_ne!(span.trace_id, "0".repeat(32));
+        assert_eq!(
+            span.service_name, "named-in-attributes",
+            "OTEL_RESOURCE_ATTRIBUTES names the service"
+        );
     });
 }
 
 /// A collector that accepts connections and never answers: the requests
 /// are served as usual, and the exit waits for the export no longer than
-/// its flush limit (the exporter's own timeout is set far beyond the wait
-/// limit, so a blocking flush would fail the test).
+/// its flush limit, not the exporter's own timeout (set to ten minutes).
 #[test]
 fn a_collector_that_never_answers_holds_neither_requests_nor_the_exit() {
     let _serial = serial();
@@ -234,9 +245,12 @@ fn a_collector_that_never_answers_holds_neither_requests_nor_the_exit() {
                 held.push(connection);
             }
         });
+        // Batches leave every 100 ms: exports are stuck while requests
+        // are served, not only at the exit.
         let process = Launch::default()
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
             .env("OTEL_EXPORTER_OTLP_TIMEOUT", "600000")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .start()
             .await;
 
@@ -262,6 +276,13 @@ fn a_collector_that_never_answers_holds_neither_requests_nor_the_exit() {
             &format!("sigterm_to_exit_ms={}", sigterm_to_exit.as_millis()),
         );
         assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        // The flush limit, plus room for a loaded machine (measured here:
+        // 2.0 s from SIGTERM to exit).
+        let bound = FLUSH_TIMEOUT + Duration::from_secs(2);
+        assert!(
+            sigterm_to_exit < bound,
+            "exit came {sigterm_to_exit:?} after SIGTERM; the flush is bounded at {FLUSH_TIMEOUT:?}"
+        );
         assert!(
             exited.logs.with_message("panic").is_empty(),
             "{:#?}",
@@ -270,20 +291,89 @@ fn a_collector_that_never_answers_holds_neither_requests_nor_the_exit() {
     });
 }
 
+/// A collector that is not there (nothing listens on its port): requests
+/// are served, the exit is clean, and the failed export is in the log.
 #[test]
-fn a_malformed_endpoint_stops_the_start_naming_the_variable() {
+fn a_collector_that_is_away_is_logged_not_fatal() {
     let _serial = serial();
     runtime().block_on(async {
-        let launch = Launch::default().env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url");
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("port to close binds");
+        let endpoint = format!("http://{}", closed.local_addr().expect("address"));
+        drop(closed);
+        let process = Launch::default()
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .start()
+            .await;
+
+        healthz(&process, "collector-away", true).await;
+        let failure = process
+            .wait_for_event("the failed export in the log", |event| {
+                event["name"] == "BatchSpanProcessor.ExportError"
+            })
+            .await;
+        assert_eq!(failure["level"], "ERROR");
+        healthz(&process, "after-the-failure", true).await;
+        process.signal("TERM");
+        let exited = process.exit().await;
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+    });
+}
+
+/// Starts the service with `launch`, which must stop it at start with exit
+/// 78 and an error that mentions each of `mentions`.
+fn assert_refused_at_start(launch: &Launch, mentions: &[&str]) {
+    let _serial = serial();
+    runtime().block_on(async {
         let (status, _, stderr) = launch.run_to_exit().await;
         assert_eq!(
             status.code(),
             Some(i32::from(Exit::ConfigError.code())),
             "{stderr}"
         );
-        assert!(
-            stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && stderr.contains("not a url"),
-            "the error names the variable and its value: {stderr}"
-        );
+        for mention in mentions {
+            assert!(
+                stderr.contains(mention),
+                "the error mentions {mention:?}: {stderr}"
+            );
+        }
     });
+}
+
+#[test]
+fn a_protocol_this_build_lacks_stops_the_start_naming_the_accepted_one() {
+    let launch = Launch::default()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
+    assert_refused_at_start(
+        &launch,
+        &["OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "http/protobuf"],
+    );
+}
+
+#[test]
+fn otel_sdk_disabled_exports_nothing() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let collector = Collector::start().await;
+        let process = collector
+            .export_from(Launch::default())
+            .env("OTEL_SDK_DISABLED", "true")
+            .start()
+            .await;
+        healthz(&process, "not-exported", true).await;
+        process.signal("TERM");
+        let exited = process.exit().await;
+        assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        // An exporting process sends its last batch before it exits.
+        assert!(collector.spans().is_empty(), "{:#?}", collector.spans());
+    });
+}
+
+#[test]
+fn a_malformed_endpoint_stops_the_start_naming_the_variable() {
+    let launch = Launch::default().env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url");
+    assert_refused_at_start(&launch, &["OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"]);
 }
