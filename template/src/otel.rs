@@ -66,7 +66,7 @@ pub struct Export {
 
 impl Export {
     /// The pipeline the environment asks for: `None` when no endpoint
-    /// variable is set.
+    /// variable is set, or `OTEL_SDK_DISABLED` is `true`.
     ///
     /// # Errors
     /// When a variable holds a value the exporter refuses (a bad endpoint
