@@ -182,8 +182,10 @@ impl Service {
         let metrics_server = prometheus::MetricsServer::start(metrics_listener, metrics);
         let app = http::router(routes, &settings, Readiness::new(draining, gates));
         let server_stop = stop_accepting.clone();
+        let server_abandon = abandon.clone();
+        let http_settings = settings.http.clone();
         tasks.spawn("http server", async move {
-            http::serve(listener, app, server_stop)
+            http::serve(listener, app, &http_settings, server_stop, server_abandon)
                 .await
                 .map_err(Into::into)
         });

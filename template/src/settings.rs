@@ -189,6 +189,19 @@ pub struct HttpSettings {
     pub max_concurrent_requests: usize,
     /// Seconds a refused client is asked to wait (`Retry-After`).
     pub retry_after_secs: u64,
+    /// Connections open at once, idle keep-alive ones included. Beyond it a
+    /// new connection is closed on arrival, so a flood of clients cannot
+    /// take every file descriptor the process has.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head, from the start of
+    /// the connection or the end of its previous request. A client that is
+    /// slower is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// Largest request head (request line and headers); a larger one is
+    /// answered 431.
+    pub max_header_bytes: usize,
+    /// Largest request body a handler reads; a larger one is answered 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -197,6 +210,10 @@ impl Default for HttpSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             max_concurrent_requests: 512,
             retry_after_secs: 1,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -209,6 +226,19 @@ impl HttpSettings {
             1_000_000,
         );
         problems.require_positive("http.retry_after_secs", self.retry_after_secs);
+        problems.require_capacity("http.max_connections", self.max_connections, 1_000_000);
+        problems.require_positive("http.header_read_timeout_ms", self.header_read_timeout_ms);
+        // Below 1 KiB ordinary browsers' heads would be refused; above
+        // 1 MiB the bound stops protecting memory.
+        if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            problems.add("http.max_header_bytes", "must be between 1024 and 1048576");
+        }
+        problems.require_capacity("http.max_body_bytes", self.max_body_bytes, 1 << 30);
+    }
+
+    #[must_use]
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
     }
 }
 

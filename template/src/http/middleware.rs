@@ -75,12 +75,16 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
     // A caller's `traceparent` makes this span part of the caller's trace.
     crate::trace_context::accept(&span, request.headers());
     let started = Instant::now();
+    // Dropped with the request, unless the request finishes: the server
+    // drops requests still open at the drain deadline.
+    let mut abandoned = Abandoned(Some(span.clone()));
     // A panic in a handler fails this request only: it becomes a 500, logged
     // with the request id, instead of a dropped connection.
     let outcome = AssertUnwindSafe(next.run(request))
         .catch_unwind()
         .instrument(span.clone())
         .await;
+    abandoned.0 = None;
     let mut response = outcome.unwrap_or_else(|_panic| {
         span.in_scope(|| tracing::error!(error.kind = "panic", "request handler panicked"));
         error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -100,7 +104,10 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
     span.record("response.status", status.as_u16());
     span.record("duration_ms", elapsed_ms);
     span.in_scope(|| {
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        // 503 and 504 are the service's stated answers to overload and
+        // timeouts, logged where they are decided; other 5xx are bugs.
+        let answered_by_policy = [StatusCode::SERVICE_UNAVAILABLE, StatusCode::GATEWAY_TIMEOUT];
+        if status.is_server_error() && !answered_by_policy.contains(&status) {
             tracing::error!("request failed");
         } else {
             tracing::debug!("request finished");
@@ -108,6 +115,19 @@ pub async fn trace(mut request: Request, next: Next) -> Response {
     });
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
+}
+
+/// Logs, when dropped still holding the request's span, that the request
+/// was abandoned: its client went away, or the drain deadline cut it. Take
+/// the span out once the request has an answer.
+struct Abandoned(Option<tracing::Span>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(span) = &self.0 {
+            span.in_scope(|| tracing::warn!("request abandoned before its answer"));
+        }
+    }
 }
 
 /// The method as a label value; methods outside the standard set share one
@@ -147,6 +167,11 @@ impl Limits {
 /// Runs the request if a concurrency permit is free, under the request
 /// timeout. Without a free permit the request is refused at once: a queue
 /// here would only add latency and memory while the service is saturated.
+///
+/// A request that runs out of time gets 504, as a database operation that
+/// runs out of its own time does: the service gave up waiting on work it
+/// depends on. 503 with `Retry-After` stays the answer for "too busy, come
+/// back": a timed-out request may well time out again.
 pub async fn limit(State(limits): State<Limits>, request: Request, next: Next) -> Response {
     let Ok(_permit) = limits.permits.try_acquire_owned() else {
         tracing::debug!("request refused, concurrency limit reached");
@@ -159,7 +184,7 @@ pub async fn limit(State(limits): State<Limits>, request: Request, next: Next) -
         Ok(response) => response,
         Err(_elapsed) => {
             tracing::warn!(timeout_ms = limits.timeout.as_millis(), "request timed out");
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+            error_response(StatusCode::GATEWAY_TIMEOUT, "request timed out")
         }
     }
 }

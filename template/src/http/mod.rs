@@ -1,26 +1,24 @@
 //! The HTTP surface every service type shares: probes, request tracing and
-//! measuring, load shedding and the request timeout, and a server that stops
-//! accepting on request while in-flight requests finish.
+//! measuring, load shedding, the request timeout and the body limit, and a
+//! server ([`serve`]) that drains without resets or waits on idle clients.
 
 mod middleware;
 mod probes;
-
-use std::io;
+mod server;
 
 use axum::{
     Json, Router,
+    extract::DefaultBodyLimit,
     http::{HeaderValue, StatusCode, header},
     middleware::{from_fn, from_fn_with_state},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::{readiness::Readiness, settings::Settings};
 
-pub use self::middleware::Limits;
+pub use self::{middleware::Limits, server::serve};
 
 /// Builds the full router: the service's own routes behind the concurrency
 /// limit and request timeout, plus `/healthz` and `/readyz`, which stay
@@ -28,29 +26,17 @@ pub use self::middleware::Limits;
 /// (`/metrics` has a listener of its own: [`crate::prometheus`].)
 pub fn router(service_routes: Router, settings: &Settings, readiness: Readiness) -> Router {
     middleware::describe_metrics();
+    server::describe_metrics();
     let limits = Limits::new(&settings.http, settings.timeouts.default_operation());
-    let service_routes = service_routes.layer(from_fn_with_state(limits, middleware::limit));
+    let service_routes = service_routes
+        .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))
+        .layer(from_fn_with_state(limits, middleware::limit));
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .with_state(readiness)
         .merge(service_routes)
         .layer(from_fn(middleware::trace))
-}
-
-/// Serves `app` until `stop_accepting` fires, then closes the listener and
-/// returns once every open connection has finished its request.
-///
-/// # Errors
-/// When the server fails for a reason other than shutdown.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    stop_accepting: CancellationToken,
-) -> io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop_accepting.cancelled_owned())
-        .await
 }
 
 /// The JSON body of every error response: `{"error": "..."}`.
@@ -80,4 +66,60 @@ pub fn unavailable(retry_after_secs: u64, message: impl Into<String>) -> Respons
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::{body::Body, http::Request, routing::post};
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app(settings: &Settings) -> Router {
+        let routes = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_hours(1)).await;
+                    "late"
+                }),
+            )
+            .route("/echo", post(|body: String| async move { body }));
+        router(
+            routes,
+            settings,
+            Readiness::new(CancellationToken::new(), Vec::new()),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_runs_out_of_time_gets_504() {
+        let mut settings = Settings::default();
+        settings.timeouts.default_ms = 1_000;
+        let request = Request::get("/slow").body(Body::empty()).unwrap();
+
+        let response = app(&settings).oneshot(request).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_max_body_bytes_gets_413_and_one_at_the_limit_is_read() {
+        let mut settings = Settings::default();
+        settings.http.max_body_bytes = 1_000;
+        let post = |size: usize| {
+            Request::post("/echo")
+                .body(Body::from("x".repeat(size)))
+                .unwrap()
+        };
+
+        let at_limit = app(&settings).oneshot(post(1_000)).await.unwrap();
+        let over = app(&settings).oneshot(post(1_001)).await.unwrap();
+
+        assert_eq!(at_limit.status(), StatusCode::OK);
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
 }

@@ -92,12 +92,12 @@ fn sigterm_mid_load_completes_started_requests_and_refuses_later_ones() {
 }
 
 /// The same load without a readiness delay and without a balancer: the
-/// listener closes while clients are still connecting. Connections that
-/// were still in the kernel's accept queue are reset, which a client cannot
-/// tell apart from a lost request. This measures how many; the delay in the
-/// test above is what designs them away.
+/// listener closes while clients are still connecting. Connections the
+/// kernel had already accepted are taken from its queue and answered, not
+/// reset: every client gets an answer or a refused connection, which it
+/// knows it can retry.
 #[test]
-fn without_a_readiness_delay_connections_in_the_accept_queue_are_reset() {
+fn without_a_readiness_delay_queued_connections_are_answered_not_reset() {
     let _serial = serial();
     runtime().block_on(async {
         let process = Launch::default().start().await;
@@ -116,12 +116,17 @@ fn without_a_readiness_delay_connections_in_the_accept_queue_are_reset() {
                 accepted: tally.accepted.len(),
                 completed: tally.accepted.len(),
                 refused: tally.refused(),
-                lost: 0,
+                lost: tally.broken.len(),
             },
             exited.code,
             &format!("reset_or_closed={}", tally.broken.len()),
         );
         assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+        assert!(
+            tally.broken.is_empty(),
+            "reset or closed without an answer: {:#?}",
+            tally.broken
+        );
         assert_eq!(
             tally.refused_without_retry_after, 0,
             "every 503 carries Retry-After"
@@ -217,6 +222,14 @@ fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
         assert!(
             !response.starts_with("HTTP/1.1 201"),
             "the request was cut at the deadline: {response}"
+        );
+        assert_eq!(
+            exited
+                .logs
+                .with_message("request abandoned before its answer")
+                .len(),
+            1,
+            "the cut request is logged"
         );
     });
 }

@@ -9,6 +9,7 @@ mod config_errors;
 {%- if deployment == "kubernetes" %}
 mod container;
 {%- endif %}
+mod edge;
 mod load;
 #[path = "../shared/metrics_text.rs"]
 mod metrics_text;

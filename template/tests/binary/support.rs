@@ -387,7 +387,8 @@ impl Process {
 
 /// Checks an exit at the drain deadline: the deadline code, no sooner than
 /// the grace after the signal and no later than 2 s past it (the cancel
-/// margin plus room for a loaded machine).
+/// margin plus room for a loaded machine), and no ERROR logged: the
+/// deadline is a normal way to stop, and what it cuts is logged at WARN.
 pub fn assert_deadline_exit(exited: &Exited, signalled: Instant, grace: Duration) {
     let sigterm_to_exit = exited.at - signalled;
     assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
@@ -395,6 +396,13 @@ pub fn assert_deadline_exit(exited: &Exited, signalled: Instant, grace: Duration
         sigterm_to_exit >= grace && sigterm_to_exit < grace + Duration::from_secs(2),
         "exit came {sigterm_to_exit:?} after SIGTERM; the grace is {grace:?}"
     );
+    let errors: Vec<Value> = exited
+        .logs
+        .all()
+        .into_iter()
+        .filter(|event| event["level"] == "ERROR")
+        .collect();
+    assert!(errors.is_empty(), "a deadline exit logged: {errors:#?}");
 }
 
 /// The summary of a scenario with one piece of work cut at the deadline.
