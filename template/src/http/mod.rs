@@ -10,19 +10,24 @@ use axum::{
     Json, Router,
     extract::DefaultBodyLimit,
     http::{HeaderValue, StatusCode, header},
-    middleware::{from_fn, from_fn_with_state},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get},
 };
 use serde::Serialize;
+use tower_layer::Layer;
 
 use crate::{readiness::Readiness, settings::Settings};
 
-pub use self::{middleware::Limits, server::serve};
+pub use self::{
+    middleware::{Limits, RequestLayer},
+    server::serve,
+};
 
 /// Builds the full router: the service's own routes behind the concurrency
-/// limit and request timeout, plus `/healthz` and `/readyz`, which stay
-/// outside the limit so probes answer even when the service sheds load.
+/// limit, the request timeout and the body limit, plus `/healthz` and
+/// `/readyz`, which stay outside the limit so probes answer even when the
+/// service sheds load. Every request, unmatched paths included (404, route
+/// `unmatched`), is traced and measured by one [`RequestLayer`] per group.
 /// (`/metrics` has a listener of its own: [`crate::prometheus`].)
 pub fn router(service_routes: Router, settings: &Settings, readiness: Readiness) -> Router {
     middleware::describe_metrics();
@@ -30,13 +35,15 @@ pub fn router(service_routes: Router, settings: &Settings, readiness: Readiness)
     let limits = Limits::new(&settings.http, settings.timeouts.default_operation());
     let service_routes = service_routes
         .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))
-        .layer(from_fn_with_state(limits, middleware::limit));
+        .layer(RequestLayer::limited(limits));
+    let unmatched = RequestLayer::unlimited().layer(any(|| async { StatusCode::NOT_FOUND }));
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .with_state(readiness)
+        .layer(RequestLayer::unlimited())
         .merge(service_routes)
-        .layer(from_fn(middleware::trace))
+        .fallback_service(unmatched)
 }
 
 /// The JSON body of every error response: `{"error": "..."}`.

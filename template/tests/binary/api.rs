@@ -14,9 +14,12 @@ use serde_json::{Value, json};
 #[path = "../shared/held_request.rs"]
 mod held_request;
 
-use self::held_request::hold_every_permit;
+use self::held_request::{HeldRequest, hold_every_permit};
+use tokio::net::TcpStream;
+
 use crate::{
     load::{Load, balancer},
+    metrics_text::{sample, series},
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
     proxy,
     support::{
@@ -230,6 +233,60 @@ fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
                 .len(),
             1,
             "the cut request is logged"
+        );
+    });
+}
+
+/// The metrics listener serves through the drain, after the service's own
+/// listener has closed.
+#[test]
+fn metrics_are_served_through_the_drain_after_the_listener_closes() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let grace = Duration::from_secs(3);
+        let process = Launch::default()
+            .setting("SHUTDOWN__READINESS_DELAY_MS", 200)
+            .setting("SHUTDOWN__GRACE_MS", grace.as_millis())
+            .start()
+            .await;
+        // A create whose body never ends holds the drain open until the
+        // deadline.
+        let held = HeldRequest::start(process.address, "/v1/items", r#"{"name":"held"}"#).await;
+
+        let signalled = Instant::now();
+        process.signal("TERM");
+        process
+            .wait_for_event("the listener to close", |event| {
+                event["phase"] == "listener_closed"
+            })
+            .await;
+        let metrics = process.metrics().await;
+        let phase = |name: &str| {
+            sample(
+                &metrics,
+                &series("nebula_shutdown_phase_seconds", &[("phase", name)]),
+            )
+        };
+        let closed = phase("listener_closed").expect("the listener_closed phase is recorded");
+        assert!(
+            (0.2..grace.as_secs_f64()).contains(&closed),
+            "the listener closed {closed} s after the signal, after the 0.2 s readiness delay"
+        );
+        assert_eq!(phase("drained"), None, "the drain is still going");
+        let service_port = TcpStream::connect(process.address).await;
+        assert!(
+            service_port.is_err(),
+            "the service's own listener is closed while metrics are served"
+        );
+
+        let exited = process.exit().await;
+        assert_deadline_exit(&exited, signalled, grace);
+        drop(held);
+        summary(
+            "metrics-through-drain",
+            Counts::default(),
+            exited.code,
+            &format!("listener_closed_s={closed:.3}"),
         );
     });
 }

@@ -1,15 +1,9 @@
 //! Signals on an idle service: a clean drain, and a second signal that
-//! forces the exit; and the metrics listener, which serves through the
-//! drain.
+//! forces the exit.
 
 use std::time::{Duration, Instant};
 
-use tokio::{io::AsyncWriteExt, net::TcpStream};
-
-use crate::{
-    metrics_text::{sample, series},
-    support::{Counts, Launch, assert_deadline_exit, runtime, serial, summary},
-};
+use crate::support::{Counts, Launch, runtime, serial, summary};
 
 use {{crate_name}}::Exit;
 
@@ -71,62 +65,6 @@ fn a_second_signal_forces_the_exit_during_the_drain() {
             Counts::default(),
             exited.code,
             &format!("exit_ms={}", exited.waited.as_millis()),
-        );
-    });
-}
-
-#[test]
-fn metrics_are_served_through_the_drain_after_the_listener_closes() {
-    let _serial = serial();
-    runtime().block_on(async {
-        let grace = Duration::from_secs(3);
-        let process = Launch::default()
-            .setting("SHUTDOWN__READINESS_DELAY_MS", 200)
-            .setting("SHUTDOWN__GRACE_MS", grace.as_millis())
-            .start()
-            .await;
-        // Half a request, never finished, holds the drain open until the
-        // deadline whatever the service type (the limit the README lists).
-        let mut stalled = TcpStream::connect(process.address).await.expect("connects");
-        stalled
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .expect("writes half a request");
-
-        let signalled = Instant::now();
-        process.signal("TERM");
-        process
-            .wait_for_event("the listener to close", |event| {
-                event["phase"] == "listener_closed"
-            })
-            .await;
-        let metrics = process.metrics().await;
-        let phase = |name: &str| {
-            sample(
-                &metrics,
-                &series("nebula_shutdown_phase_seconds", &[("phase", name)]),
-            )
-        };
-        let closed = phase("listener_closed").expect("the listener_closed phase is recorded");
-        assert!(
-            (0.2..grace.as_secs_f64()).contains(&closed),
-            "the listener closed {closed} s after the signal, after the 0.2 s readiness delay"
-        );
-        assert_eq!(phase("drained"), None, "the drain is still going");
-        let service_port = TcpStream::connect(process.address).await;
-        assert!(
-            service_port.is_err(),
-            "the service's own listener is closed while metrics are served"
-        );
-
-        let exited = process.exit().await;
-        assert_deadline_exit(&exited, signalled, grace);
-        drop(stalled);
-        summary(
-            "metrics-through-drain",
-            Counts::default(),
-            exited.code,
-            &format!("listener_closed_s={closed:.3}"),
         );
     });
 }
