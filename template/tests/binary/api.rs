@@ -18,13 +18,13 @@ use self::held_request::{HeldRequest, hold_every_permit};
 use tokio::net::TcpStream;
 
 use crate::{
-    load::{Load, balancer},
+    load::{Load, assert_overload_memory_bounded, balancer, kib, rss_kib},
     metrics_text::{sample, series},
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
     proxy,
     support::{
-        Answer, Counts, Launch, Process, answer, assert_deadline_exit,
-        assert_overload_memory_bounded, client, deadline_summary, kib, runtime, serial, summary,
+        Answer, Counts, Launch, Process, answer, assert_deadline_exit, client, deadline_summary,
+        runtime, serial, summary,
     },
     test_database::{Engine, TestDatabase, note_skipped},
 };
@@ -148,7 +148,7 @@ fn overload_is_shed_with_503_and_memory_stays_bounded() {
             .setting("HTTP__MAX_CONCURRENT_REQUESTS", 8)
             .start()
             .await;
-        let idle_rss = process.rss_kib();
+        let idle_rss = rss_kib(&process);
         let held = hold_every_permit(process.address, "/v1/items", "held", 8).await;
 
         let load = create_load(&process, 32, 2_000);

@@ -1,8 +1,6 @@
 //! Load generation: concurrent clients that offer work until told to stop,
 //! and a load-balancer stand-in that stops them once readiness fails.
 
-#![allow(dead_code, reason = "not every service type uses every helper")]
-
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
@@ -133,13 +131,13 @@ impl Load {
         process: &Process,
         offers: usize,
     ) -> (Tally, Option<u64>) {
-        let mut peak = process.rss_kib();
+        let mut peak = rss_kib(process);
         while self.offered.load(Ordering::SeqCst) < offers {
-            peak = peak.max(process.rss_kib());
+            peak = peak.max(rss_kib(process));
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let tally = self.finish().await;
-        (tally, peak.max(process.rss_kib()))
+        (tally, peak.max(rss_kib(process)))
     }
 
     /// Waits for every client to finish and returns what they saw.
@@ -172,4 +170,34 @@ pub fn balancer(readyz: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandl
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
+}
+
+/// Resident memory of `process` in KiB, from `/proc/<pid>/status`; `None`
+/// where there is no such file (not Linux), and the memory checks are
+/// skipped.
+pub fn rss_kib(process: &Process) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Resident memory a service stays under while refusing a flood of work,
+/// as documented in the README.
+pub const OVERLOAD_RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+/// Checks the peak memory under overload, where it could be read.
+pub fn assert_overload_memory_bounded(peak_kib: Option<u64>) {
+    if let Some(peak_kib) = peak_kib {
+        assert!(
+            peak_kib < OVERLOAD_RSS_LIMIT_KIB,
+            "resident memory {peak_kib} KiB under overload"
+        );
+    }
+}
+
+/// A memory reading for the summary line.
+pub fn kib(reading: Option<u64>) -> String {
+    reading.map_or_else(|| "n/a".to_owned(), |kib| kib.to_string())
 }

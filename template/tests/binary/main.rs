@@ -10,7 +10,9 @@ mod config_errors;
 mod container;
 {%- endif %}
 mod edge;
+{%- if service_type != "scheduler" %}
 mod load;
+{%- endif %}
 #[path = "../shared/metrics_text.rs"]
 mod metrics_text;
 {%- if service_type != "scheduler" %}

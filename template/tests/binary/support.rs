@@ -1,8 +1,6 @@
 //! Starting the binary, reading its JSON logs, signalling it, and timing its
 //! exit. Every wait has a bound and fails with what was expected.
 
-#![allow(dead_code, reason = "not every service type uses every helper")]
-
 use std::{
     fmt,
     net::SocketAddr,
@@ -349,16 +347,6 @@ impl Process {
         }
     }
 
-    /// Resident memory in KiB, from `/proc/<pid>/status`; `None` where
-    /// there is no such file (not Linux), and the memory checks are skipped.
-    pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-    }
-
     /// Waits for the process to exit, and for its last log lines.
     pub async fn exit(mut self) -> Exited {
         let started = Instant::now();
@@ -405,6 +393,7 @@ pub fn assert_deadline_exit(exited: &Exited, signalled: Instant, grace: Duration
     assert!(errors.is_empty(), "a deadline exit logged: {errors:#?}");
 }
 
+{%- if service_type != "worker" %}
 /// The summary of a scenario with one piece of work cut at the deadline.
 pub fn deadline_summary(exited: &Exited, signalled: Instant) {
     let sigterm_to_exit = exited.at - signalled;
@@ -419,6 +408,7 @@ pub fn deadline_summary(exited: &Exited, signalled: Instant) {
         &format!("sigterm_to_exit_ms={}", sigterm_to_exit.as_millis()),
     );
 }
+{%- endif %}
 
 /// The outcome of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,23 +465,4 @@ pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     println!(
         "summary: type={SERVICE_KIND} scenario={scenario} offered={offered} accepted={accepted} completed={completed} refused={refused} lost={lost} exit={exit} {extra}"
     );
-}
-
-/// Resident memory a service stays under while refusing a flood of work,
-/// as documented in the README.
-pub const OVERLOAD_RSS_LIMIT_KIB: u64 = 64 * 1024;
-
-/// Checks the peak memory under overload, where it could be read.
-pub fn assert_overload_memory_bounded(peak_kib: Option<u64>) {
-    if let Some(peak_kib) = peak_kib {
-        assert!(
-            peak_kib < OVERLOAD_RSS_LIMIT_KIB,
-            "resident memory {peak_kib} KiB under overload"
-        );
-    }
-}
-
-/// A memory reading for the summary line.
-pub fn kib(reading: Option<u64>) -> String {
-    reading.map_or_else(|| "n/a".to_owned(), |kib| kib.to_string())
 }

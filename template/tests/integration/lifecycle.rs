@@ -57,7 +57,8 @@ async fn metrics_count_requests_by_route_template_never_by_id() {
         scrape.headers()["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    let text = scrape.text().await.unwrap();
+    drop(scrape);
+    let text = service.metrics().await;
     let on_service_port = service.get("/metrics").await.unwrap();
     assert_eq!(
         on_service_port.status(),

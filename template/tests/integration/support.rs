@@ -1,10 +1,6 @@
 //! Helpers shared by the integration tests: start the service in-process,
 //! talk to it, capture its log events, and wait for conditions with a bound.
 
-// Each service type's tests use a different part of this module; `expect`
-// would fail for the type that uses all of it.
-#![allow(dead_code, reason = "not every service type uses every helper")]
-
 use std::{
     cell::RefCell,
     future::Future,
@@ -97,9 +93,11 @@ impl Running {
         self.client.get(self.url(path)).send().await
     }
 
+{%- if service_type != "scheduler" %}
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
         self.client.post(self.url(path)).json(body).send().await
     }
+{%- endif %}
 
     /// The text of `GET /metrics` on the metrics listener.
     pub async fn metrics(&self) -> String {

@@ -30,11 +30,6 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
     })
 }
 
-/// The value of `series`, failing with the whole text when it is absent.
-pub fn value(text: &str, series: &str) -> f64 {
-    sample(text, series).unwrap_or_else(|| panic!("/metrics has no {series}:\n{text}"))
-}
-
 /// The value of a counter, a bucket or a whole-number gauge.
 pub fn count(text: &str, series: &str) -> u64 {
     let value = raw(text, series).unwrap_or_else(|| panic!("/metrics has no {series}:\n{text}"));

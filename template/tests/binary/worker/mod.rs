@@ -18,11 +18,11 @@ use sqlx::Connection;
 
 use crate::{
     config_errors::{case, check},
-    load::{Load, Tally, balancer},
+    load::{Load, Tally, assert_overload_memory_bounded, balancer, kib, rss_kib},
     metrics_text::{count, series},
     support::{
         Answer, BINARY, Counts, Launch, Logs, Process, WAIT_LIMIT, answer, assert_deadline_exit,
-        assert_overload_memory_bounded, client, kib, runtime, serial, summary,
+        client, runtime, serial, summary,
     },
     test_database::TestDatabase,
 };
@@ -265,7 +265,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_releases_the_rest() {
             .setting("SHUTDOWN__GRACE_MS", grace.as_millis())
             .start()
             .await;
-        let idle_rss = process.rss_kib();
+        let idle_rss = rss_kib(&process);
 
         let load = submit_load(&process, 32, 5_000, json!({"duration_ms": 600_000}));
         let (tally, peak_rss) = load.finish_watching_memory(&process, 5_000).await;
