@@ -120,6 +120,20 @@ fn bad_configuration_stops_start_up_with_a_clear_message() {
             &["http.max_concurrent_requests", "between 1 and"],
         ),
         case(
+            "a head limit too small for real clients",
+            Launch::default().setting("HTTP__MAX_HEADER_BYTES", 100),
+            &[
+                "http.max_header_bytes",
+                &env_var("HTTP__MAX_HEADER_BYTES"),
+                "between 1024 and 1048576",
+            ],
+        ),
+        case(
+            "no connections allowed",
+            Launch::default().setting("HTTP__MAX_CONNECTIONS", 0),
+            &["http.max_connections", "between 1 and"],
+        ),
+        case(
             "malformed TOML",
             Launch::default().args(&["--config", &malformed]),
             &[&malformed, "TOML"],
