@@ -180,14 +180,13 @@ impl Service {
         // Outside the supervised tasks, which the drain waits for: it is
         // stopped below, once the drain has ended.
         let metrics_server = prometheus::MetricsServer::start(metrics_listener, metrics);
-        let app = http::router(routes, &settings, Readiness::new(draining, gates));
+        let app = http::router(routes, &settings, Readiness::new(draining, gates), &abandon);
         let server_stop = stop_accepting.clone();
         let server_abandon = abandon.clone();
         let http_settings = settings.http.clone();
         tasks.spawn("http server", async move {
-            http::serve(listener, app, &http_settings, server_stop, server_abandon)
-                .await
-                .map_err(Into::into)
+            http::serve(listener, app, &http_settings, server_stop, server_abandon).await;
+            Ok(())
         });
         tracing::info!(
             %address,

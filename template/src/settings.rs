@@ -194,8 +194,10 @@ pub struct HttpSettings {
     /// take every file descriptor the process has.
     pub max_connections: usize,
     /// Time a client has to send a complete request head, from the start of
-    /// the connection or the end of its previous request. A client that is
-    /// slower is disconnected.
+    /// the connection or the end of its previous response: also how long an
+    /// idle keep-alive connection stays open. A slower client is
+    /// disconnected. Longer than the idle timeout of the balancers in front
+    /// (60 s on most), or they reuse connections this service is closing.
     pub header_read_timeout_ms: u64,
     /// Largest request head (request line and headers); a larger one is
     /// answered 431.
@@ -211,7 +213,7 @@ impl Default for HttpSettings {
             max_concurrent_requests: 512,
             retry_after_secs: 1,
             max_connections: 1024,
-            header_read_timeout_ms: 10_000,
+            header_read_timeout_ms: 65_000,
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
         }
@@ -228,10 +230,10 @@ impl HttpSettings {
         problems.require_positive("http.retry_after_secs", self.retry_after_secs);
         problems.require_capacity("http.max_connections", self.max_connections, 1_000_000);
         problems.require_positive("http.header_read_timeout_ms", self.header_read_timeout_ms);
-        // Below 1 KiB ordinary browsers' heads would be refused; above
-        // 1 MiB the bound stops protecting memory.
-        if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
-            problems.add("http.max_header_bytes", "must be between 1024 and 1048576");
+        // Below 1 KiB ordinary browsers' heads would be refused; hyper's
+        // read buffer caps a head at about 400 KiB whatever is set here.
+        if !(1024..=65_536).contains(&self.max_header_bytes) {
+            problems.add("http.max_header_bytes", "must be between 1024 and 65536");
         }
         problems.require_capacity("http.max_body_bytes", self.max_body_bytes, 1 << 30);
     }

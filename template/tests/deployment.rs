@@ -123,7 +123,12 @@ async fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves(
     assert_eq!(annotations["prometheus.io/scrape"], "true");
 
     let ready = Readiness::new(CancellationToken::new(), Vec::new());
-    let service = http::router(Router::new(), &pod_settings(), ready);
+    let service = http::router(
+        Router::new(),
+        &pod_settings(),
+        ready,
+        &CancellationToken::new(),
+    );
     let metrics = prometheus::router(prometheus::recorder().unwrap());
     let paths = [
         ("livenessProbe", liveness["path"].clone(), &service),

@@ -28,6 +28,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep},
 };
+use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Span, field};
@@ -78,21 +79,28 @@ impl Limits {
 #[derive(Debug, Clone)]
 pub struct RequestLayer {
     limits: Option<Limits>,
+    /// Cancelled at the drain deadline: a request dropped after that was
+    /// cut by the deadline, one dropped before by its client.
+    deadline: CancellationToken,
 }
 
 impl RequestLayer {
     /// Traced and measured, without a limit: the probes, which must answer
     /// while the service sheds load.
     #[must_use]
-    pub const fn unlimited() -> Self {
-        Self { limits: None }
+    pub const fn unlimited(deadline: CancellationToken) -> Self {
+        Self {
+            limits: None,
+            deadline,
+        }
     }
 
     /// Traced and measured, under the concurrency limit and the timeout.
     #[must_use]
-    pub const fn limited(limits: Limits) -> Self {
+    pub const fn limited(limits: Limits, deadline: CancellationToken) -> Self {
         Self {
             limits: Some(limits),
+            deadline,
         }
     }
 }
@@ -106,7 +114,10 @@ impl<S> Layer<S> for RequestLayer {
         RequestService {
             inner,
             limits: self.limits.clone(),
-            series: Arc::default(),
+            route: Arc::new(Route {
+                series: RouteSeries::default(),
+                deadline: self.deadline.clone(),
+            }),
         }
     }
 }
@@ -116,7 +127,14 @@ impl<S> Layer<S> for RequestLayer {
 pub struct RequestService<S> {
     inner: S,
     limits: Option<Limits>,
-    series: Arc<RouteSeries>,
+    route: Arc<Route>,
+}
+
+/// What the requests of one route share.
+#[derive(Debug)]
+struct Route {
+    series: RouteSeries,
+    deadline: CancellationToken,
 }
 
 impl<S> Service<Request> for RequestService<S>
@@ -150,8 +168,8 @@ where
             request_id,
             started: Instant::now(),
             method,
-            route: request.extensions().get::<MatchedPath>().cloned(),
-            series: Arc::clone(&self.series),
+            matched: request.extensions().get::<MatchedPath>().cloned(),
+            route: Arc::clone(&self.route),
             _permit: None,
         };
 
@@ -199,10 +217,7 @@ pin_project! {
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(in_flight) = this.project().in_flight.take() {
-                // The client went away, or the drain deadline cut it.
-                in_flight
-                    .span
-                    .in_scope(|| tracing::warn!("request abandoned before its answer"));
+                in_flight.abandoned();
             }
         }
     }
@@ -302,13 +317,26 @@ struct InFlight {
     request_id: HeaderValue,
     started: Instant,
     method: &'static str,
-    route: Option<MatchedPath>,
-    series: Arc<RouteSeries>,
+    matched: Option<MatchedPath>,
+    route: Arc<Route>,
     /// The concurrency permit, held until the answer.
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl InFlight {
+    /// Logs a request dropped before its answer: at WARN when the drain
+    /// deadline cut it, at DEBUG when its client went away (which any
+    /// client can do at will, so it must not fill the logs).
+    fn abandoned(&self) {
+        self.span.in_scope(|| {
+            if self.route.deadline.is_cancelled() {
+                tracing::warn!("request abandoned at the drain deadline");
+            } else {
+                tracing::debug!("request abandoned, the client went away");
+            }
+        });
+    }
+
     /// Records the answer in the metrics and on the span, and echoes the
     /// request id.
     fn finish(self, mut response: Response) -> Response {
@@ -317,8 +345,11 @@ impl InFlight {
         // The route as the router declares it (a path parameter stays
         // `{id}`), never the path itself: one series per route, not one per
         // id a client makes up.
-        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        let (requests, duration) = self.series.handles(self.method, route, status);
+        let route = self
+            .matched
+            .as_ref()
+            .map_or("unmatched", MatchedPath::as_str);
+        let (requests, duration) = self.route.series.handles(self.method, route, status);
         duration.record(elapsed.as_secs_f64());
         requests.increment(1);
         self.span.record("response.status", status.as_u16());

@@ -14,6 +14,7 @@ use axum::{
     routing::{any, get},
 };
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
 use crate::{readiness::Readiness, settings::Settings};
@@ -27,21 +28,29 @@ pub use self::{
 /// limit, the request timeout and the body limit, plus `/healthz` and
 /// `/readyz`, which stay outside the limit so probes answer even when the
 /// service sheds load. Every request, unmatched paths included (404, route
-/// `unmatched`), is traced and measured by one [`RequestLayer`] per group.
+/// `unmatched`), is traced and measured by one [`RequestLayer`] per group;
+/// `deadline` is the drain deadline, which tells a request cut by it from
+/// one its client gave up.
 /// (`/metrics` has a listener of its own: [`crate::prometheus`].)
-pub fn router(service_routes: Router, settings: &Settings, readiness: Readiness) -> Router {
+pub fn router(
+    service_routes: Router,
+    settings: &Settings,
+    readiness: Readiness,
+    deadline: &CancellationToken,
+) -> Router {
     middleware::describe_metrics();
     server::describe_metrics();
     let limits = Limits::new(&settings.http, settings.timeouts.default_operation());
     let service_routes = service_routes
         .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))
-        .layer(RequestLayer::limited(limits));
-    let unmatched = RequestLayer::unlimited().layer(any(|| async { StatusCode::NOT_FOUND }));
+        .layer(RequestLayer::limited(limits, deadline.clone()));
+    let unmatched =
+        RequestLayer::unlimited(deadline.clone()).layer(any(|| async { StatusCode::NOT_FOUND }));
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .with_state(readiness)
-        .layer(RequestLayer::unlimited())
+        .layer(RequestLayer::unlimited(deadline.clone()))
         .merge(service_routes)
         .fallback_service(unmatched)
 }
@@ -99,6 +108,7 @@ mod tests {
             routes,
             settings,
             Readiness::new(CancellationToken::new(), Vec::new()),
+            &CancellationToken::new(),
         )
     }
 

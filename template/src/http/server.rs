@@ -65,19 +65,16 @@ pub fn describe_metrics() {
 
 /// Serves `app` on `listener` until `stop_accepting` fires, then drains
 /// (see the module docs) and returns once every connection has closed, or
-/// at once when `abandon` fires.
-///
-/// # Errors
-/// When the listener cannot be handed over to take the queued connections
-/// at drain start. A failed `accept` before that is logged and retried; a
-/// failed connection is its client's problem.
+/// at once when `abandon` fires. Nothing here ends the server early: a
+/// failed `accept` is logged and retried, a failed connection is its
+/// client's problem.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     settings: &HttpSettings,
     stop_accepting: CancellationToken,
     abandon: CancellationToken,
-) -> io::Result<()> {
+) {
     let server = Server::new(app, settings, stop_accepting.clone());
     let mut connections = JoinSet::new();
     loop {
@@ -96,25 +93,7 @@ pub async fn serve(
             },
         }
     }
-    // The kernel completed these handshakes before the drain started;
-    // closing the listener with them queued would reset them. Asked of the
-    // socket itself: the runtime's readiness flag can lag behind the queue.
-    let listener = listener.into_std()?;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(true)?;
-                let stream = TcpStream::from_std(stream)?;
-                server.admit(stream, &mut connections);
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-            Err(error) => {
-                tracing::warn!(%error, "taking queued connections failed");
-                break;
-            }
-        }
-    }
-    drop(listener);
+    take_queued(listener, &server, &mut connections);
     tokio::select! {
         () = async { while connections.join_next().await.is_some() {} } => {}
         () = abandon.cancelled() => {
@@ -125,7 +104,39 @@ pub async fn serve(
             connections.shutdown().await;
         }
     }
-    Ok(())
+}
+
+/// Admits the connections still in the listener's accept queue, then closes
+/// the listener. The kernel completed their handshakes before the drain
+/// started; closing the listener with them queued would reset them. The
+/// queue is asked of the socket itself: the runtime's readiness flag can lag
+/// behind it. A failure here costs the queued connections only.
+fn take_queued(listener: TcpListener, server: &Server, connections: &mut JoinSet<()>) {
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(%error, "cannot take the queued connections");
+            return;
+        }
+    };
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                match stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream))
+                {
+                    Ok(stream) => server.admit(stream, connections),
+                    Err(error) => tracing::debug!(%error, "cannot serve a queued connection"),
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+            Err(error) => {
+                tracing::warn!(%error, "taking the queued connections failed");
+                return;
+            }
+        }
+    }
 }
 
 /// What every connection shares.

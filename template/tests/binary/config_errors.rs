@@ -125,7 +125,7 @@ fn bad_configuration_stops_start_up_with_a_clear_message() {
             &[
                 "http.max_header_bytes",
                 &env_var("HTTP__MAX_HEADER_BYTES"),
-                "between 1024 and 1048576",
+                "between 1024 and 65536",
             ],
         ),
         case(

@@ -133,9 +133,16 @@ fn a_head_slower_than_the_header_read_timeout_is_disconnected() {
             .setting("HTTP__HEADER_READ_TIMEOUT_MS", 300)
             .start()
             .await;
+        let sent = Instant::now();
         let mut slow = connect_and_send(&process, HEAD).await;
 
         assert_eq!(read_until_closed(&mut slow).await, "");
+        // Ten times the setting: the default (65 s) would not be this quick.
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "closed {:?} after the half head",
+            sent.elapsed()
+        );
         // The service goes on serving others.
         served_connection(&process).await;
         process.signal("TERM");

@@ -96,6 +96,7 @@ impl Launch {
         self.database = Some(database);
         self
     }
+{%- if deployment == "kubernetes" %}
 
     /// Runs this copy of the binary instead.
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
@@ -115,6 +116,7 @@ impl Launch {
         self.user = Some((uid, gid));
         self
     }
+{%- endif %}
 
     /// Sets `{ENV_PREFIX}_{key}`, e.g. `setting("SHUTDOWN__GRACE_MS", "500")`.
     /// A later value for the same key replaces an earlier one.
@@ -392,8 +394,8 @@ pub fn assert_deadline_exit(exited: &Exited, signalled: Instant, grace: Duration
         .collect();
     assert!(errors.is_empty(), "a deadline exit logged: {errors:#?}");
 }
-
 {%- if service_type != "worker" %}
+
 /// The summary of a scenario with one piece of work cut at the deadline.
 pub fn deadline_summary(exited: &Exited, signalled: Instant) {
     let sigterm_to_exit = exited.at - signalled;

@@ -190,7 +190,12 @@ async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_
         }),
     );
     let ready = Readiness::new(CancellationToken::new(), Vec::new());
-    let app = http::router(routes, &Settings::default(), ready);
+    let app = http::router(
+        routes,
+        &Settings::default(),
+        ready,
+        &CancellationToken::new(),
+    );
     let request = || {
         Request::get("/boom")
             .header("x-request-id", "req-42")

@@ -92,8 +92,8 @@ impl Running {
     pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
         self.client.get(self.url(path)).send().await
     }
-
 {%- if service_type != "scheduler" %}
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
         self.client.post(self.url(path)).json(body).send().await
     }
