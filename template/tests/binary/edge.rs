@@ -88,6 +88,15 @@ async fn served_connection(process: &Process) -> TcpStream {
     }
 }
 
+/// Sends SIGTERM and checks the drain ends with a clean exit.
+async fn stops_cleanly(process: Process) {
+    process.signal("TERM");
+    assert_eq!(
+        process.exit().await.code,
+        Some(i32::from(Exit::Clean.code()))
+    );
+}
+
 #[test]
 fn clients_that_send_nothing_half_a_head_or_sit_idle_do_not_hold_the_drain() {
     let _serial = serial();
@@ -145,11 +154,7 @@ fn a_head_slower_than_the_header_read_timeout_is_disconnected() {
         );
         // The service goes on serving others.
         served_connection(&process).await;
-        process.signal("TERM");
-        assert_eq!(
-            process.exit().await.code,
-            Some(i32::from(Exit::Clean.code()))
-        );
+        stops_cleanly(process).await;
     });
 }
 
@@ -179,11 +184,7 @@ fn connections_beyond_max_connections_are_closed_on_arrival() {
         // A connection that closes frees its place.
         drop(first);
         served_connection(&process).await;
-        process.signal("TERM");
-        assert_eq!(
-            process.exit().await.code,
-            Some(i32::from(Exit::Clean.code()))
-        );
+        stops_cleanly(process).await;
     });
 }
 
@@ -204,10 +205,6 @@ fn a_head_over_max_header_bytes_gets_431() {
 
         assert!(small.starts_with("HTTP/1.1 200"), "{small}");
         assert!(large.starts_with("HTTP/1.1 431"), "{large}");
-        process.signal("TERM");
-        assert_eq!(
-            process.exit().await.code,
-            Some(i32::from(Exit::Clean.code()))
-        );
+        stops_cleanly(process).await;
     });
 }
