@@ -8,12 +8,11 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    body::Body,
-    http::{self, Request, StatusCode, header},
+use axum::http::StatusCode;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
 };
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::settings::{Settings, duration_ms};
 
@@ -39,17 +38,16 @@ pub enum HealthcheckError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot build the request for {address}")]
-    Request {
-        address: SocketAddr,
-        #[source]
-        source: http::Error,
-    },
     #[error("the exchange with {address} failed")]
     Exchange {
         address: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: io::Error,
+    },
+    #[error("{address} did not answer in HTTP/1.1: {status_line:?}")]
+    NotHttp {
+        address: SocketAddr,
+        status_line: String,
     },
     #[error("GET {PATH} on {address} answered {status}")]
     Unhealthy {
@@ -85,30 +83,43 @@ pub async fn check(settings: &Settings) -> Result<(), HealthcheckError> {
         }))
 }
 
+/// The longest status line read: `HTTP/1.1 200 OK` and a long reason.
+const STATUS_LINE_LIMIT: u64 = 256;
+
 async fn get_healthz(address: SocketAddr) -> Result<(), HealthcheckError> {
-    let stream = TcpStream::connect(address)
+    let mut stream = TcpStream::connect(address)
         .await
         .map_err(|source| HealthcheckError::Unreachable { address, source })?;
     let exchange = |source| HealthcheckError::Exchange { address, source };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let request = format!("GET {PATH} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
         .await
         .map_err(exchange)?;
-    // The connection task moves the bytes; it ends with the process.
-    tokio::spawn(connection);
-    let request = Request::get(PATH)
-        .header(header::HOST, address.to_string())
-        .body(Body::empty())
-        .map_err(|source| HealthcheckError::Request { address, source })?;
-    let status = sender
-        .send_request(request)
+    let mut status_line = String::new();
+    BufReader::new(stream.take(STATUS_LINE_LIMIT))
+        .read_line(&mut status_line)
         .await
-        .map_err(exchange)?
-        .status();
-    if status == StatusCode::OK {
-        Ok(())
-    } else {
-        Err(HealthcheckError::Unhealthy { address, status })
+        .map_err(exchange)?;
+    match status(&status_line) {
+        Some(StatusCode::OK) => Ok(()),
+        Some(status) => Err(HealthcheckError::Unhealthy { address, status }),
+        None => Err(HealthcheckError::NotHttp {
+            address,
+            status_line,
+        }),
     }
+}
+
+/// The status of a line such as `HTTP/1.1 200 OK`.
+fn status(status_line: &str) -> Option<StatusCode> {
+    let mut parts = status_line.split(' ');
+    let version = parts.next()?;
+    let code = parts.next()?.trim_end();
+    if !version.starts_with("HTTP/1.") || code.len() != 3 {
+        return None;
+    }
+    StatusCode::from_bytes(code.as_bytes()).ok()
 }
 
 #[cfg(test)]
@@ -126,5 +137,77 @@ mod tests {
             let listen: SocketAddr = listen.parse().unwrap();
             assert_eq!(local_address(listen), expected.parse().unwrap());
         }
+    }
+
+    /// Checks a one-connection server that answers `answer` (and nothing
+    /// when it is `None`).
+    async fn check_against(answer: Option<&'static str>) -> Result<(), HealthcheckError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 1024];
+            let read = stream.read(&mut request).await.unwrap();
+            let request = String::from_utf8_lossy(&request[..read]).into_owned();
+            if let Some(answer) = answer {
+                stream.write_all(answer.as_bytes()).await.unwrap();
+            } else {
+                std::future::pending::<()>().await;
+            }
+            request
+        });
+        let mut settings = Settings::default();
+        settings.http.listen = address;
+        let result = check(&settings).await;
+        if answer.is_some() {
+            let request = server.await.unwrap();
+            assert!(
+                request.starts_with("GET /healthz HTTP/1.1\r\n"),
+                "{request}"
+            );
+        }
+        result
+    }
+
+    #[tokio::test]
+    async fn a_200_passes_and_any_other_status_fails_naming_it() {
+        check_against(Some("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"))
+            .await
+            .unwrap();
+        let error = check_against(Some("HTTP/1.1 503 Service Unavailable\r\n\r\n"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, HealthcheckError::Unhealthy { status, .. } if status == 503),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("answered 503"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_http_fails_quoting_it() {
+        let error = check_against(Some("SSH-2.0-OpenSSH_9.6\r\n"))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("SSH-2.0-OpenSSH_9.6"), "{error}");
+        assert!(
+            check_against(Some("")).await.is_err(),
+            "a closed connection fails"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_never_answers_fails_at_the_timeout() {
+        let error = check_against(None).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HealthcheckError::TimedOut {
+                    timeout_ms: 2000,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 }

@@ -13,9 +13,8 @@
 //! The metrics listener is not part of the drain: it serves through every
 //! phase, so the drain can be watched, and stops once the drain is over.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -96,7 +95,7 @@ pub struct Service {
     address: SocketAddr,
     metrics_listener: TcpListener,
     metrics_address: SocketAddr,
-    metrics: PrometheusHandle,
+    metrics: Arc<prometheus::Registry>,
 }
 
 /// Binds `requested`; the error names the setting `key` it came from.

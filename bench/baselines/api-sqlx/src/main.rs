@@ -7,6 +7,13 @@
 //! generated service gives them (SQLite: WAL, `synchronous = FULL`, a busy
 //! timeout; PostgreSQL: statement and lock timeouts), and the pool the
 //! generated default size.
+//!
+//! It starts as a hand-written service on the generated one's stack would
+//! (`../shared/stack.rs`: clap, config, JSON logs), which makes its build the
+//! same-stack baseline for the api's.
+
+#[path = "../../shared/stack.rs"]
+mod stack;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,7 +60,7 @@ async fn create(
         .map_err(|error| match error {
             sqlx::Error::Database(error) if error.is_unique_violation() => StatusCode::CONFLICT,
             error => {
-                eprintln!("insert failed: {error}");
+                tracing::error!(%error, "insert failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
         })?;
@@ -62,7 +69,7 @@ async fn create(
 
 async fn read(State(pool): State<AnyPool>, Path(id): Path<String>) -> Result<Json<Item>, StatusCode> {
     let unavailable = |error: sqlx::Error| {
-        eprintln!("select failed: {error}");
+        tracing::error!(%error, "select failed");
         StatusCode::SERVICE_UNAVAILABLE
     };
     let row = sqlx::query("SELECT id, name FROM items WHERE id = $1")
@@ -81,7 +88,7 @@ async fn read(State(pool): State<AnyPool>, Path(id): Path<String>) -> Result<Jso
 #[tokio::main]
 async fn main() {
     sqlx::any::install_default_drivers();
-    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL is needed");
+    let url = stack::start().database_url;
     let sqlite = url.starts_with("sqlite:");
     let pool = AnyPoolOptions::new()
         .max_connections(8)

@@ -6,6 +6,13 @@
 //! `DATABASE_URL` picks the engine. SQLite connections get the worker's
 //! durability settings (WAL, `synchronous = FULL`); PostgreSQL runs with
 //! whatever the server is configured for.
+//!
+//! It starts as a hand-written service on the generated one's stack would
+//! (`../shared/stack.rs`), which makes its build the same-stack baseline for
+//! the worker's.
+
+#[path = "../../shared/stack.rs"]
+mod stack;
 
 use std::{
     sync::{
@@ -50,7 +57,7 @@ async fn submit(
     .execute(&app.pool)
     .await
     .map_err(|error| {
-        eprintln!("insert failed: {error}");
+        tracing::error!(%error, "insert failed");
         StatusCode::SERVICE_UNAVAILABLE
     })?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))))
@@ -59,7 +66,7 @@ async fn submit(
 #[tokio::main]
 async fn main() {
     sqlx::any::install_default_drivers();
-    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL is needed");
+    let url = stack::start().database_url;
     let sqlite = url.starts_with("sqlite:");
     let pool = AnyPoolOptions::new()
         .max_connections(8)

@@ -4,9 +4,8 @@
 //! Code records with the `metrics` macros (`counter!`, `gauge!`,
 //! `histogram!`) where the event happens, next to its log line; each module
 //! names and describes its own series. This module installs the one
-//! process-wide recorder they report to, serves it, and runs the upkeep that
-//! folds histogram samples into their buckets between scrapes, so that
-//! memory stays bounded when nobody scrapes.
+//! process-wide recorder they report to (`registry`) and serves it in the
+//! text format (`exposition`).
 //!
 //! Why a listener of its own: the service's listener closes early in the
 //! drain, but the drain is when its progress is worth watching; this one
@@ -17,7 +16,14 @@
 //! (a route template, an outcome, a configured job name), never from a
 //! request or job id: each distinct value is a series kept until exit.
 
-use std::{convert::Infallible, net::SocketAddr, sync::OnceLock, time::Duration};
+mod exposition;
+mod registry;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -26,31 +32,25 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+
+pub use self::registry::Registry;
+use exposition::CONTENT_TYPE;
 
 /// The metrics port unless configured: the one registered for Prometheus
 /// exporters of OpenTelemetry, far from the usual HTTP ports.
 pub const DEFAULT_PORT: u16 = 9464;
 
 /// Bucket bounds, in seconds, of every histogram (their names end in
-/// `_seconds`): from a fast in-memory request, past the 30 s default
+/// `_seconds`; a histogram of another unit needs bounds of its own): from a fast in-memory request, past the 30 s default
 /// timeout, to a job whose attempts and backoffs take minutes. Buckets make
 /// them real Prometheus histograms, which add up across replicas, instead of
 /// per-process summaries.
 const SECONDS_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
-
-/// How often recorded histogram samples are folded into their buckets.
-/// Samples wait in memory until then: at 50,000 requests a second, a second
-/// of them is about half a MiB per histogram.
-pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The content type of the Prometheus text exposition format.
-const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Name of the gauge that is 1 and carries the service kind and version.
 pub const SERVICE_INFO: &str = "nebula_service_info";
@@ -79,13 +79,13 @@ pub struct RecorderError(String);
 ///
 /// # Errors
 /// When another `metrics` recorder was installed first.
-pub fn recorder() -> Result<PrometheusHandle, RecorderError> {
-    static RECORDER: OnceLock<Result<PrometheusHandle, RecorderError>> = OnceLock::new();
+pub fn recorder() -> Result<Arc<Registry>, RecorderError> {
+    static RECORDER: OnceLock<Result<Arc<Registry>, RecorderError>> = OnceLock::new();
     RECORDER
         .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS)
-                .and_then(PrometheusBuilder::install_recorder)
+            let registry = Arc::new(Registry::new(&SECONDS_BUCKETS));
+            metrics::set_global_recorder(Arc::clone(&registry))
+                .map(|()| registry)
                 .map_err(|error| RecorderError(error.to_string()))
         })
         .clone()
@@ -106,14 +106,14 @@ pub fn describe_service() {
 }
 
 /// The metrics listener's routes: `GET /metrics` only.
-pub fn router(handle: PrometheusHandle) -> Router {
+pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
-        .with_state(handle)
+        .with_state(registry)
 }
 
-/// The metrics listener, serving [`router`] and running the upkeep in a
-/// task of its own until stopped. The service stops it only once the drain
+/// The metrics listener, serving [`router`] in a task of its own until
+/// stopped. The service stops it only once the drain
 /// has ended, so that scrapes can follow the drain; dropping it (a `run`
 /// future dropped midway) aborts the task, so the port is never left bound.
 pub struct MetricsServer {
@@ -124,18 +124,13 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Starts serving on `listener`.
     #[must_use]
-    pub fn start(listener: TcpListener, handle: PrometheusHandle) -> Self {
+    pub fn start(listener: TcpListener, registry: Arc<Registry>) -> Self {
         let stop = CancellationToken::new();
-        let server = axum::serve(listener, router(handle.clone()))
+        let server = axum::serve(listener, router(registry))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let task = tokio::spawn(async move {
-            tokio::select! {
-                result = server.into_future() => {
-                    if let Err(error) = result {
-                        tracing::error!(%error, "metrics listener failed, metrics are not served");
-                    }
-                }
-                never = upkeep(handle) => match never {},
+            if let Err(error) = server.await {
+                tracing::error!(%error, "metrics listener failed, metrics are not served");
             }
         });
         Self { stop, task }
@@ -157,21 +152,10 @@ impl Drop for MetricsServer {
 }
 
 /// `GET /metrics`.
-async fn scrape(State(handle): State<PrometheusHandle>) -> Response {
+async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT))],
-        handle.render(),
+        [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+        registry.render(),
     )
         .into_response()
-}
-
-/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`], for as long as the
-/// metrics are served.
-async fn upkeep(handle: PrometheusHandle) -> Infallible {
-    let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        handle.run_upkeep();
-    }
 }
