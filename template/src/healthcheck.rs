@@ -44,7 +44,9 @@ pub enum HealthcheckError {
         #[source]
         source: io::Error,
     },
-    #[error("{address} did not answer in HTTP/1.1: {status_line:?}")]
+    #[error("{address} closed the connection without answering")]
+    Closed { address: SocketAddr },
+    #[error("{address} did not answer in HTTP/1: {status_line:?}")]
     NotHttp {
         address: SocketAddr,
         status_line: String,
@@ -104,6 +106,7 @@ async fn get_healthz(address: SocketAddr) -> Result<(), HealthcheckError> {
     match status(&status_line) {
         Some(StatusCode::OK) => Ok(()),
         Some(status) => Err(HealthcheckError::Unhealthy { address, status }),
+        None if status_line.is_empty() => Err(HealthcheckError::Closed { address }),
         None => Err(HealthcheckError::NotHttp {
             address,
             status_line,

@@ -1,6 +1,7 @@
 //! The start-up a hand-written service on the generated one's stack would
 //! have: clap reads the command line, config layers the environment over an
-//! optional TOML file, tracing-subscriber writes JSON logs. Both database
+//! optional TOML file, tracing-subscriber writes JSON logs to stderr (where
+//! the generated service writes its logs, and where `scripts/bench` reads). Both database
 //! baselines include this file, so that their build covers the crates a
 //! generated service is built from, not just axum and sqlx.
 
@@ -26,7 +27,10 @@ pub struct Settings {
 /// Parses the command line, starts the JSON logs and loads the settings.
 pub fn start() -> Settings {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().json().init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .init();
     Config::builder()
         .add_source(File::from(cli.config).required(false))
         .add_source(Environment::default())

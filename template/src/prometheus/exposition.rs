@@ -1,7 +1,10 @@
 //! The Prometheus text exposition format, version 0.0.4, of a [`Registry`]:
 //! a `# HELP` and `# TYPE` line per metric, then a line per series.
 
-use std::fmt::{self, Display, Formatter, Write};
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt::{self, Display, Formatter, Write},
+};
 
 use metrics::Key;
 
@@ -16,21 +19,22 @@ pub struct Exposition<'a>(pub &'a Registry);
 impl Display for Exposition<'_> {
     fn fmt(&self, out: &mut Formatter<'_>) -> fmt::Result {
         let registry = self.0;
-        for series in families(&registry.counters()) {
-            let name = header(out, registry, series, "counter")?;
+        let mut names = Names::default();
+        for (name, series) in names.families(&registry.counters()) {
+            header(out, registry, &name, series[0], "counter")?;
             for (key, value) in series {
                 writeln!(out, "{name}{} {value}", Labels(key, None))?;
             }
         }
-        for series in families(&registry.gauges()) {
-            let name = header(out, registry, series, "gauge")?;
+        for (name, series) in names.families(&registry.gauges()) {
+            header(out, registry, &name, series[0], "gauge")?;
             for (key, value) in series {
                 writeln!(out, "{name}{} {}", Labels(key, None), Number(*value))?;
             }
         }
         let bounds = registry.bounds().iter().chain([&f64::INFINITY]);
-        for series in families(&registry.histograms()) {
-            let name = header(out, registry, series, "histogram")?;
+        for (name, series) in names.families(&registry.histograms()) {
+            header(out, registry, &name, series[0], "histogram")?;
             for (key, histogram) in series {
                 for (bound, count) in bounds.clone().zip(&histogram.cumulative) {
                     let le = Some(Number(*bound));
@@ -45,28 +49,47 @@ impl Display for Exposition<'_> {
     }
 }
 
-/// The series of a snapshot, grouped by metric name.
-fn families<T>(snapshot: &Snapshot<T>) -> impl Iterator<Item = &[(Key, T)]> {
-    snapshot.chunk_by(|(a, _), (b, _)| a.name() == b.name())
+/// The metric names written so far. Prometheus rejects a whole scrape that
+/// declares a name twice, so a name the code gives to two kinds of metric is
+/// kept by the first kind written (and fails a debug build).
+#[derive(Default)]
+struct Names(HashSet<String>);
+
+impl Names {
+    /// The series of a snapshot, grouped by their name as written, without
+    /// the names already taken.
+    fn families<'a, T>(&mut self, snapshot: &'a Snapshot<T>) -> Vec<(String, Vec<&'a (Key, T)>)> {
+        let mut families: BTreeMap<String, Vec<&(Key, T)>> = BTreeMap::new();
+        for series in snapshot {
+            let name = Identifier::metric(series.0.name()).to_string();
+            families.entry(name).or_default().push(series);
+        }
+        families
+            .into_iter()
+            .filter(|(name, _)| {
+                let new = self.0.insert(name.clone());
+                debug_assert!(new, "the metric name {name} is used by two kinds of metric");
+                new
+            })
+            .collect()
+    }
 }
 
 /// Writes the `# HELP` (when the code described the metric) and `# TYPE`
-/// lines of a family, and returns its name as the format allows it.
-fn header<'a, T>(
+/// lines of a family.
+fn header<T>(
     out: &mut Formatter<'_>,
     registry: &Registry,
-    series: &'a [(Key, T)],
+    name: &str,
+    (first, _): &(Key, T),
     kind: &str,
-) -> Result<Identifier<'a>, fmt::Error> {
-    let raw_name = series[0].0.name();
-    let name = Identifier::metric(raw_name);
-    if let Some(description) = registry.description(raw_name) {
+) -> fmt::Result {
+    if let Some(description) = registry.description(first.name()) {
         write!(out, "# HELP {name} ")?;
         escape(out, &description, false)?;
         out.write_char('\n')?;
     }
-    writeln!(out, "# TYPE {name} {kind}")?;
-    Ok(name)
+    writeln!(out, "# TYPE {name} {kind}")
 }
 
 /// A metric or label name, with each character the format does not allow

@@ -113,6 +113,11 @@ impl Recorder for Registry {
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        debug_assert!(
+            key.name().ends_with("_seconds"),
+            "{} would get bucket bounds in seconds; give it bounds of its own",
+            key.name()
+        );
         Histogram::from_arc(get_or_insert(&self.histograms, key, || {
             Buckets::new(self.bounds)
         }))
