@@ -43,11 +43,12 @@ use exposition::CONTENT_TYPE;
 /// exporters of OpenTelemetry, far from the usual HTTP ports.
 pub const DEFAULT_PORT: u16 = 9464;
 
-/// Bucket bounds, in seconds, of every histogram (their names end in
-/// `_seconds`; a histogram of another unit needs bounds of its own): from a fast in-memory request, past the 30 s default
-/// timeout, to a job whose attempts and backoffs take minutes. Buckets make
-/// them real Prometheus histograms, which add up across replicas, instead of
-/// per-process summaries.
+/// Bucket bounds, in seconds, of every histogram: from a fast in-memory
+/// request, past the 30 s default timeout, to a job whose attempts and
+/// backoffs take minutes. Buckets make them real Prometheus histograms, which
+/// add up across replicas, instead of per-process summaries. Every histogram
+/// name ends in `_seconds`, and a debug build checks it: a histogram of
+/// another unit needs bounds of its own.
 const SECONDS_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
