@@ -1,9 +1,9 @@
 //! The start-up a hand-written service on the generated one's stack would
 //! have: clap reads the command line, config layers the environment over an
 //! optional TOML file, tracing-subscriber writes JSON logs to stderr (where
-//! the generated service writes its logs, and where `scripts/bench` reads). Both database
-//! baselines include this file, so that their build covers the crates a
-//! generated service is built from, not just axum and sqlx.
+//! the generated service writes its logs, and where `scripts/bench` reads).
+//! Both database baselines include this file, so that their build covers the
+//! crates a generated service is built from, not just axum and sqlx.
 
 use std::path::PathBuf;
 

@@ -4,9 +4,9 @@
 //! Why written here rather than taken from an exporter crate: the exporter
 //! this replaces kept every histogram sample in memory until a periodic
 //! upkeep task folded it into its bucket, so its memory grew with the
-//! request rate, and it brought more than a dozen crates of its own. Here a sample
-//! lands in its bucket as it is recorded: a series has a fixed size, and
-//! nothing has to run between scrapes.
+//! request rate, and it brought more than a dozen crates of its own. Here a
+//! sample lands in its bucket as it is recorded: a series has a fixed size,
+//! and nothing has to run between scrapes.
 
 use std::{
     collections::HashMap,
