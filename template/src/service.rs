@@ -165,6 +165,7 @@ impl Service {
         let stop_accepting = CancellationToken::new();
         let mut tasks = Tasks::default();
         let mut gates = Vec::new();
+        let mut degradations = Vec::new();
 
         let routes = crate::{{service_type}}::start(&mut Context {
             settings: &settings,
@@ -172,6 +173,7 @@ impl Service {
             abandon: abandon.clone(),
             tasks: &mut tasks,
             gates: &mut gates,
+            degradations: &mut degradations,
         })
         .map_err(RunError::Start)?;
         prometheus::describe_service();
@@ -179,7 +181,12 @@ impl Service {
         // Outside the supervised tasks, which the drain waits for: it is
         // stopped below, once the drain has ended.
         let metrics_server = prometheus::MetricsServer::start(metrics_listener, metrics);
-        let app = http::router(routes, &settings, Readiness::new(draining, gates), &abandon);
+        let app = http::router(
+            routes,
+            &settings,
+            Readiness::new(draining, gates, degradations),
+            &abandon,
+        );
         let server_stop = stop_accepting.clone();
         let server_abandon = abandon.clone();
         let http_settings = settings.http.clone();

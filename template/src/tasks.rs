@@ -8,7 +8,10 @@ use std::{collections::HashMap, error::Error, future::Future};
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::{readiness::Gate, settings::Settings};
+use crate::{
+    readiness::{Degradation, Gate},
+    settings::Settings,
+};
 
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -81,7 +84,7 @@ impl Tasks {
 
 /// What a service type gets to set itself up: the settings, the two
 /// shutdown tokens, the task set to run its subsystems in, and the
-/// readiness gates it may add.
+/// readiness gates and degradations it may add.
 pub struct Context<'a> {
     pub settings: &'a Settings,
     /// Cancelled when the drain starts: stop taking new work, finish the rest.
@@ -93,4 +96,7 @@ pub struct Context<'a> {
     /// Conditions `/readyz` waits for besides the drain, such as the
     /// database answering.
     pub gates: &'a mut Vec<Gate>,
+    /// Conditions `/readyz` names without turning unready, such as the
+    /// database refusing writes.
+    pub degradations: &'a mut Vec<Degradation>,
 }

@@ -122,7 +122,7 @@ async fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves(
     let annotations = &manifest("deployment")["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
 
-    let ready = Readiness::new(CancellationToken::new(), Vec::new());
+    let ready = Readiness::new(CancellationToken::new(), Vec::new(), Vec::new());
     let service = http::router(
         Router::new(),
         &pod_settings(),

@@ -11,10 +11,13 @@
 //!   Ids are UUID version 7: their order is creation order within one
 //!   process, and across replicas only as close as their clocks agree.
 //!
-//! When the database does not serve a request ([`database_error`]): 503
-//! with `Retry-After` while it is unreachable or every pooled connection is
-//! busy, 504 when a query runs over `timeouts.database_ms`; never a 500 for
-//! a condition the client can retry.
+//! When the database does not serve a request ([`Items::database_error`]):
+//! 503 with `Retry-After` while it is unreachable, every pooled connection
+//! is busy, or it has a fault that clears by itself (a full disk, a
+//! read-only or locked file, a lost connection, a conflict); while a write
+//! fault lasts, writes get that 503 at once and reads still work. 504 when
+//! a query runs over `timeouts.database_ms`. Never a 500 for a condition
+//! the client can retry.
 
 use axum::{
     Json, Router,
@@ -71,16 +74,44 @@ impl Items {
         })
     }
 
+    /// As [`Items::refuse_while_away`], and also while the database refuses
+    /// writes (a write fault): for the routes that write.
+    fn refuse_write(&self) -> Option<Response> {
+        self.refuse_while_away().or_else(|| {
+            let fault = self.store.faults().write_fault()?;
+            tracing::debug!(
+                db.fault = fault.as_str(),
+                "write refused, the database refuses writes"
+            );
+            Some(unavailable(
+                self.retry_after_secs,
+                "the database takes no writes now, retry later",
+            ))
+        })
+    }
+
     /// The answer for a database call that failed, logged in the request's
-    /// span (so with its `request.id`) with the `db.operation`.
+    /// span (so with its `request.id`) with the `db.operation`: at WARN,
+    /// or at DEBUG for a fault, which the database layer logs once when it
+    /// starts instead of once per request.
     fn database_error(&self, error: &DbError) -> Response {
         let response = self.answer_for(error);
-        tracing::warn!(
-            db.operation = error.operation(),
-            error.kind = error.kind(),
-            http.response.status_code = response.status().as_u16(),
-            "request failed on the database"
-        );
+        let status = response.status().as_u16();
+        if let DbError::Unavailable { .. } = error {
+            tracing::debug!(
+                db.operation = error.operation(),
+                error.kind = error.kind(),
+                http.response.status_code = status,
+                "request failed on the database"
+            );
+        } else {
+            tracing::warn!(
+                db.operation = error.operation(),
+                error.kind = error.kind(),
+                http.response.status_code = status,
+                "request failed on the database"
+            );
+        }
         response
     }
 
@@ -119,7 +150,7 @@ async fn create(
             format!("name must be 1 to {MAX_NAME_CHARS} characters"),
         );
     }
-    if let Some(refused) = items.refuse_while_away() {
+    if let Some(refused) = items.refuse_write() {
         return refused;
     }
     match items.store.insert(name).await {
@@ -149,7 +180,7 @@ async fn delete(State(items): State<Items>, Path(id): Path<String>) -> Response 
     let Ok(id) = id.parse::<Uuid>() else {
         return not_found(&id);
     };
-    if let Some(refused) = items.refuse_while_away() {
+    if let Some(refused) = items.refuse_write() {
         return refused;
     }
     match items.store.delete(id).await {

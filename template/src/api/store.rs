@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 use uuid::Uuid;
 
-use crate::database::{Database, DbError, Migration, now_ms};
+use crate::database::{Database, DbError, Faults, Migration, now_ms};
 
 /// The api's migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -39,6 +39,13 @@ impl Store {
     #[must_use]
     pub const fn new(database: Database) -> Self {
         Self { database }
+    }
+
+    /// The database's faults: writes are refused at once while a write
+    /// fault is in force.
+    #[must_use]
+    pub const fn faults(&self) -> &Faults {
+        self.database.faults()
     }
 
     /// Inserts a new item named `name`, with a fresh time-ordered id.

@@ -21,9 +21,16 @@
 //! write lock up front (waiting for `busy_timeout`) instead of failing at
 //! once when a read transaction tries to upgrade.
 //!
+//! Faults that clear by themselves (a full disk, a read-only volume, a
+//! lock held elsewhere, a killed connection) are told apart from refusals
+//! ([`Fault`], [`Faults`]): callers answer them with 503 and `Retry-After`,
+//! and the service heals without a restart. A connection never goes back
+//! to the pool inside a transaction ([`released_outside_transaction`]).
+//!
 //! SQL text is shared between the engines: `$1` placeholders, integers as
 //! `BIGINT`, times as milliseconds since the Unix epoch.
 
+mod faults;
 mod migrations;
 mod settings;
 mod supervisor;
@@ -35,13 +42,16 @@ use std::{
 };
 
 use sqlx::{
-    Any, AnyConnection, AnyPool, Executor, Transaction,
+    Any, AnyConnection, AnyPool, Connection, Executor, Transaction,
     any::{AnyConnectOptions, AnyPoolOptions},
     error::ErrorKind,
+    pool::PoolConnectionMetadata,
+    sqlite::SqliteError,
 };
 use tracing::Instrument;
 
 pub use self::{
+    faults::{Fault, Faults, WRITE_FAULT},
     migrations::{MigrateCommandError, Migration, MigrationError, migrate, migrate_command},
     settings::{Backend, DEFAULT_URL, DatabaseUrl, Settings},
     supervisor::{Connected, Started, Supervised, jittered, start, supervise},
@@ -54,23 +64,26 @@ pub struct Database {
     pool: AnyPool,
     backend: Backend,
     timeout: Duration,
+    faults: Faults,
 }
 
 /// Why a database call did not succeed. Each names the operation, for the
 /// caller's log and answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// Over the database timeout: the call, a statement or a lock wait.
+    /// Over the database timeout: the call, a PostgreSQL statement or lock
+    /// wait. Its effect is unknown: a write may have been made.
     #[error("database operation `{operation}` timed out after {timeout_ms} ms")]
     Timeout {
         operation: &'static str,
         timeout_ms: u64,
     },
-    /// The database cannot be reached or is shutting down, or no pooled
-    /// connection came free in time.
-    #[error("database unavailable during `{operation}`: {source}")]
+    /// A fault of the database that clears by itself ([`Fault`]): nothing
+    /// was changed, and the call may be tried again later.
+    #[error("database unavailable during `{operation}` ({fault}): {source}")]
     Unavailable {
         operation: &'static str,
+        fault: Fault,
         #[source]
         source: sqlx::Error,
     },
@@ -84,8 +97,8 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// Whether a client may retry later: the database is slow or away, as
-    /// opposed to refusing the request itself.
+    /// Whether a client may retry later: the database is slow or has a
+    /// fault, as opposed to refusing the request itself.
     #[must_use]
     pub const fn is_transient(&self) -> bool {
         matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
@@ -120,12 +133,13 @@ impl DbError {
         }
     }
 
-    /// The `error.kind` of log lines and metrics.
+    /// The `error.kind` of log lines: `timeout`, `failed`, or the fault's
+    /// name.
     #[must_use]
     pub const fn kind(&self) -> &'static str {
         match self {
             Self::Timeout { .. } => "timeout",
-            Self::Unavailable { .. } => "unavailable",
+            Self::Unavailable { fault, .. } => fault.as_str(),
             Self::Failed { .. } => "failed",
         }
     }
@@ -136,7 +150,11 @@ impl DbError {
                 operation,
                 timeout_ms: duration_ms(timeout),
             },
-            Cause::Unavailable => Self::Unavailable { operation, source },
+            Cause::Fault(fault) => Self::Unavailable {
+                operation,
+                fault,
+                source,
+            },
             Cause::Refused => Self::Failed { operation, source },
         }
     }
@@ -145,12 +163,10 @@ impl DbError {
 /// What an error from sqlx says about the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cause {
-    /// A wait ran out: for a lock, a statement.
+    /// A PostgreSQL statement or lock wait ran out.
     Timeout,
-    /// The database cannot be reached, or is starting or shutting down, or
-    /// no pooled connection came free in time (the pool retries an
-    /// unreachable server until then).
-    Unavailable,
+    /// A fault that clears by itself.
+    Fault(Fault),
     /// The database answered and refused: a constraint, bad SQL, a type.
     Refused,
 }
@@ -158,39 +174,32 @@ enum Cause {
 impl Cause {
     fn of(source: &sqlx::Error) -> Self {
         match source {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
+            // The pool retries an unreachable server until its acquire
+            // timeout, then reports this.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Self::Fault(Fault::Unreachable),
+            sqlx::Error::Io(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                Self::Fault(Fault::Unreachable)
+            }
+            sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => Self::Unavailable,
-            sqlx::Error::Database(error) => match error.code().as_deref() {
-                // SQLite: busy or locked past busy_timeout (the primary
-                // codes and their extended forms). PostgreSQL:
+            | sqlx::Error::Protocol(_) => Self::Fault(Fault::ConnectionLost),
+            sqlx::Error::Database(error) => {
                 // statement_timeout (57014), lock_timeout (55P03).
-                Some("5" | "6" | "261" | "262" | "517" | "773" | "57014" | "55P03") => {
-                    Self::Timeout
-                }
-                // PostgreSQL: shutting down, starting up, connection lost;
-                // a deadlock or serialization failure, which a retry
-                // resolves.
-                Some(code)
-                    if code.starts_with("57P")
-                        || code.starts_with("08")
-                        || code == "40P01"
-                        || code == "40001" =>
+                if matches!(error.code().as_deref(), Some("57014" | "55P03"))
+                    && error.try_downcast_ref::<SqliteError>().is_none()
                 {
-                    Self::Unavailable
+                    return Self::Timeout;
                 }
-                _ => Self::Refused,
-            },
+                Fault::of_database_error(error.as_ref()).map_or(Self::Refused, Self::Fault)
+            }
             _ => Self::Refused,
         }
     }
 }
 
-/// Whether `source` says the database was slow or away (worth trying
-/// again later), rather than refusing the statement.
+/// Whether `source` says the database was slow or has a fault (worth
+/// trying again later), rather than refusing the statement.
 #[must_use]
 pub fn is_transient(source: &sqlx::Error) -> bool {
     Cause::of(source) != Cause::Refused
@@ -245,11 +254,15 @@ impl Database {
             .max_connections(settings.max_connections)
             .acquire_timeout(limit)
             .after_connect(move |connection, _| Box::pin(configure(connection, session.clone())))
+            .after_release(|connection, metadata| {
+                Box::pin(released_outside_transaction(connection, metadata))
+            })
             .connect_lazy_with(options);
         Ok(Self {
             pool,
             backend,
             timeout,
+            faults: Faults::default(),
         })
     }
 
@@ -263,9 +276,17 @@ impl Database {
         &self.pool
     }
 
+    /// The faults this database has now; callers refuse writes at once
+    /// while [`Faults::write_fault`] names one.
+    #[must_use]
+    pub const fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
     /// Runs one store operation under the database timeout, in a `db.query`
-    /// span. A failure is logged with its `db.operation` and returned as a
-    /// [`DbError`] naming it.
+    /// span. A failure is returned as a [`DbError`] naming its
+    /// `db.operation`, and logged with it: a timeout or a refusal at WARN
+    /// each time, a fault at WARN when it starts ([`Faults::met`]).
     ///
     /// # Errors
     /// [`DbError`]: over the timeout, unreachable, or failed.
@@ -280,19 +301,27 @@ impl Database {
         let span = tracing::debug_span!("db.query", db.operation = operation);
         async {
             let result = match tokio::time::timeout(self.timeout, call).await {
-                Ok(Ok(value)) => return Ok(value),
+                Ok(Ok(value)) => {
+                    self.faults.succeeded();
+                    return Ok(value);
+                }
                 Ok(Err(source)) => DbError::classify(operation, self.timeout, source),
                 Err(_elapsed) => DbError::Timeout {
                     operation,
                     timeout_ms: duration_ms(self.timeout),
                 },
             };
-            tracing::warn!(
-                db.operation = operation,
-                error.kind = result.kind(),
-                error = %result,
-                "database call failed"
-            );
+            match &result {
+                DbError::Unavailable { fault, source, .. } => {
+                    self.faults.met(*fault, operation, source);
+                }
+                DbError::Timeout { .. } | DbError::Failed { .. } => tracing::warn!(
+                    db.operation = operation,
+                    error.kind = result.kind(),
+                    error = %result,
+                    "database call failed"
+                ),
+            }
             Err(result)
         }
         .instrument(span)
@@ -301,7 +330,8 @@ impl Database {
 
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (the write
     /// lock up front), `BEGIN` on PostgreSQL. Dropping it uncommitted rolls
-    /// it back.
+    /// it back; its connection goes back to the pool only once it is
+    /// outside the transaction ([`released_outside_transaction`]).
     ///
     /// # Errors
     /// When no connection or lock is available in time.
@@ -310,6 +340,32 @@ impl Database {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
+    }
+
+    /// Writes one row to a table of its own (`nebula_write_probe`, made
+    /// here when missing) and commits it: whether the database takes
+    /// writes again after a write fault. A committed write needs what any
+    /// other does: room on the disk, a writable file, the write lock.
+    ///
+    /// # Errors
+    /// [`DbError`] when the write does not commit, in time.
+    pub async fn probe_write(&self) -> Result<(), DbError> {
+        self.run("probe_write", async {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS nebula_write_probe (id BIGINT PRIMARY KEY, written_at BIGINT NOT NULL)",
+            )
+            .execute(&self.pool)
+            .await?;
+            sqlx::query(
+                "INSERT INTO nebula_write_probe (id, written_at) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+            )
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+        })
+        .await
     }
 
     /// Asks the database whether it answers.
@@ -341,6 +397,35 @@ pub fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Whether a connection handed back may be pooled again: not while it is
+/// inside a transaction, which every later user would run in (on SQLite,
+/// every later `BEGIN IMMEDIATE` would fail: "attempted to call
+/// `begin_with` at non-zero transaction depth"). A transaction dropped uncommitted
+/// queues its rollback; the ping runs it. Still inside afterwards means
+/// the rollback failed: on SQLite, because SQLite had already rolled the
+/// transaction back itself (it may after `SQLITE_FULL`, `SQLITE_IOERR` or
+/// `SQLITE_BUSY`), and sqlx counts it as open for good. That connection is
+/// closed, and the pool opens a fresh one when needed.
+///
+/// sqlx's own check on release (a ping) only closes connections that no
+/// longer answer; this is why the pool has this hook.
+async fn released_outside_transaction(
+    connection: &mut AnyConnection,
+    _: PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    if !connection.is_in_transaction() {
+        return Ok(true);
+    }
+    connection.ping().await?;
+    if connection.is_in_transaction() {
+        tracing::warn!(
+            "database connection still inside a transaction after its rollback, closed instead of pooled"
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// Runs `session` on a new connection.
 async fn configure(connection: &mut AnyConnection, session: String) -> Result<(), sqlx::Error> {
     connection.execute(session.as_str()).await.map(drop)
@@ -364,5 +449,223 @@ fn session_settings(backend: Backend, limit: Duration) -> String {
         Backend::Postgres => format!(
             "SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}; SET idle_in_transaction_session_timeout = {timeout_ms};"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A SQLite database in a temporary folder, with a pool of `connections`.
+    fn sqlite(folder: &tempfile::TempDir, connections: u32, query: &str) -> Database {
+        let settings = Settings {
+            url: DatabaseUrl::new(format!(
+                "sqlite://{}/test.db?{query}",
+                folder.path().display()
+            )),
+            max_connections: connections,
+            ..Settings::default()
+        };
+        Database::open(&settings, TIMEOUT).expect("the pool is set up")
+    }
+
+    async fn execute(database: &Database, sql: &'static str) -> Result<(), DbError> {
+        database
+            .run("test", async {
+                sqlx::raw_sql(sql).execute(database.pool()).await.map(drop)
+            })
+            .await
+    }
+
+    /// A write transaction that SQLite ended by itself (it may, after
+    /// `SQLITE_FULL`, `SQLITE_IOERR` or `SQLITE_BUSY`) and that is then
+    /// dropped: sqlx's rollback fails ("no transaction is active") and
+    /// sqlx keeps counting the transaction as open, so that connection,
+    /// pooled again, would refuse every later `BEGIN IMMEDIATE`. It is
+    /// closed instead, and the next write transaction starts.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_does_not_stay_on_the_pooled_connection() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        // One connection: the next transaction would get the same one.
+        let database = sqlite(&folder, 1, "mode=rwc");
+        execute(&database, "CREATE TABLE t (v BIGINT)")
+            .await
+            .unwrap();
+        for round in 0..3 {
+            let mut transaction = database.begin_write().await.unwrap_or_else(|error| {
+                panic!("round {round}: a write transaction starts: {error}")
+            });
+            sqlx::query("INSERT INTO t (v) VALUES (1)")
+                .execute(&mut *transaction)
+                .await
+                .unwrap();
+            // What SQLite does on its own after some errors.
+            sqlx::raw_sql("ROLLBACK")
+                .execute(&mut *transaction)
+                .await
+                .unwrap();
+            drop(transaction);
+        }
+        let mut transaction = database
+            .begin_write()
+            .await
+            .expect("a write transaction starts");
+        sqlx::query("INSERT INTO t (v) VALUES (2)")
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT v FROM t")
+            .fetch_all(database.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            [2],
+            "the rolled-back rows are gone, the committed one is kept"
+        );
+    }
+
+    /// A transaction dropped mid-way (its future cancelled by a timeout, or
+    /// an error returned with `?`) is rolled back before its connection
+    /// serves anyone else.
+    #[tokio::test]
+    async fn a_dropped_transaction_is_rolled_back_before_its_connection_is_reused() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let database = sqlite(&folder, 1, "mode=rwc");
+        execute(&database, "CREATE TABLE t (v BIGINT)")
+            .await
+            .unwrap();
+        let mut transaction = database.begin_write().await.unwrap();
+        sqlx::query("INSERT INTO t (v) VALUES (1)")
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        drop(transaction);
+        let mut transaction = database
+            .begin_write()
+            .await
+            .expect("a write transaction starts");
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut *transaction)
+            .await
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+
+    /// A database out of room (SQLite's page limit stands in for a full
+    /// disk: the same `SQLITE_FULL`) is a write fault: transient, named,
+    /// and in force until a probe write succeeds, not a plain failure.
+    #[tokio::test]
+    async fn a_full_database_is_a_write_fault_until_a_probe_write_succeeds() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let database = sqlite(&folder, 1, "mode=rwc");
+        execute(&database, "CREATE TABLE t (v TEXT)").await.unwrap();
+        database
+            .probe_write()
+            .await
+            .expect("the probe's table is made");
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
+        // On the pool's one connection: no room for another page.
+        sqlx::raw_sql(&format!("PRAGMA max_page_count = {pages}"))
+            .execute(database.pool())
+            .await
+            .unwrap();
+        let full = execute(
+            &database,
+            "INSERT INTO t (v) SELECT hex(randomblob(2000)) FROM (SELECT 1 UNION SELECT 2 UNION SELECT 3)",
+        )
+        .await
+        .expect_err("no room left");
+        assert!(
+            matches!(
+                full,
+                DbError::Unavailable {
+                    fault: Fault::DiskFull,
+                    ..
+                }
+            ),
+            "{full:?}"
+        );
+        assert!(full.is_transient());
+        assert_eq!(full.kind(), "disk_full");
+        assert_eq!(database.faults().write_fault(), Some(Fault::DiskFull));
+
+        // Reads still work, and do not end the fault.
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(database.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+        assert_eq!(database.faults().write_fault(), Some(Fault::DiskFull));
+
+        sqlx::raw_sql("PRAGMA max_page_count = 1073741823")
+            .execute(database.pool())
+            .await
+            .unwrap();
+        let wrote = database.probe_write().await.is_ok();
+        database.faults().probe(wrote);
+        assert!(wrote, "the probe writes once there is room");
+        assert_eq!(database.faults().write_fault(), None);
+    }
+
+    /// A database opened read-only refuses writes with a read-only fault;
+    /// reads work.
+    #[tokio::test]
+    async fn a_read_only_database_is_a_read_only_fault() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let writable = sqlite(&folder, 1, "mode=rwc");
+        execute(
+            &writable,
+            "CREATE TABLE t (v BIGINT); INSERT INTO t VALUES (1)",
+        )
+        .await
+        .unwrap();
+        writable.pool().close().await;
+        let read_only = sqlite(&folder, 1, "mode=ro");
+        let refused = execute(&read_only, "INSERT INTO t VALUES (2)")
+            .await
+            .expect_err("a read-only database refuses writes");
+        assert_eq!(refused.kind(), "read_only", "{refused:?}");
+        assert!(refused.is_transient());
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(read_only.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    /// SQLite's write lock held by another connection past `busy_timeout`
+    /// is a `locked` fault (503), not a timeout (504): nothing was
+    /// written, so the request is safe to retry.
+    #[tokio::test]
+    async fn a_write_lock_held_elsewhere_is_a_locked_fault() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let database = {
+            let settings = Settings {
+                url: DatabaseUrl::new(format!(
+                    "sqlite://{}/test.db?mode=rwc",
+                    folder.path().display()
+                )),
+                max_connections: 2,
+                ..Settings::default()
+            };
+            Database::open(&settings, Duration::from_millis(300)).unwrap()
+        };
+        execute(&database, "CREATE TABLE t (v BIGINT)")
+            .await
+            .unwrap();
+        let holder = database.begin_write().await.unwrap();
+        let locked = execute(&database, "INSERT INTO t VALUES (1)")
+            .await
+            .expect_err("the lock is held");
+        assert_eq!(locked.kind(), "locked", "{locked:?}");
+        assert!(locked.is_transient());
+        drop(holder);
     }
 }

@@ -4,14 +4,17 @@
 //! and crash-looping. Once connected (and migrated) it checks the database
 //! every `database.health_check_interval_ms` and opens or closes the
 //! readiness gate; probes read the gate and never query the database.
+//! While a write fault is in force ([`super::Faults`]) the same check also
+//! tries a write ([`Database::probe_write`]), and ends the fault when one
+//! commits.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Database, Migration, OpenError, migrate};
+use super::{Database, Faults, Migration, OpenError, migrate};
 use crate::{
-    readiness::Gate,
+    readiness::{Degradation, Gate},
     settings::duration_ms,
     tasks::{Context, TaskResult},
 };
@@ -58,9 +61,10 @@ pub struct Started {
     pub connected: Connected,
 }
 
-/// Opens the pool of `database.url`, adds the `database` readiness gate,
-/// and starts the supervisor task that connects, applies `migrations` and
-/// then watches the database's health.
+/// Opens the pool of `database.url`, adds the `database` readiness gate
+/// and the `database_writes` degradation (a write fault in force), and
+/// starts the supervisor task that connects, applies `migrations` and then
+/// watches the database's health.
 ///
 /// # Errors
 /// When the URL is unusable or its data folder cannot be made.
@@ -72,6 +76,13 @@ pub fn start(
     let database = Database::open(&settings.database, settings.timeouts.database())?;
     let gate = Gate::closed("database");
     context.gates.push(gate.clone());
+    Faults::describe_metrics();
+    let faults = database.faults().clone();
+    context
+        .degradations
+        .push(Degradation::new("database_writes", move || {
+            faults.write_fault().map(super::Fault::as_str)
+        }));
     let connected = Connected::default();
     context.tasks.spawn(
         "database",
@@ -161,7 +172,19 @@ pub async fn supervise(supervised: Supervised, draining: CancellationToken) -> T
             () = draining.cancelled() => return Ok(()),
             _ = checks.tick() => {}
         }
-        let healthy = database.ping().await.is_ok();
+        let (answered, wrote) = tokio::join!(database.ping(), async {
+            // Only while a write fault is in force: nothing else ends one,
+            // and without one the service's own writes are the test.
+            if database.faults().write_fault().is_some() {
+                Some(database.probe_write().await.is_ok())
+            } else {
+                None
+            }
+        });
+        if let Some(wrote) = wrote {
+            database.faults().probe(wrote);
+        }
+        let healthy = answered.is_ok();
         if healthy != gate.is_open() {
             if healthy {
                 tracing::info!("database reachable again, ready");

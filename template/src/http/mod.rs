@@ -107,7 +107,7 @@ mod tests {
         router(
             routes,
             settings,
-            Readiness::new(CancellationToken::new(), Vec::new()),
+            Readiness::new(CancellationToken::new(), Vec::new(), Vec::new()),
             &CancellationToken::new(),
         )
     }

@@ -7,7 +7,9 @@
 //!   creates nothing (keys are remembered as long as the job is kept:
 //!   `worker.retention_ms` after it finished);
 //! - 503 with `Retry-After` when the service is draining, the database is
-//!   unavailable or slow, or the queue holds `worker.queue_capacity` jobs;
+//!   unavailable, slow or has a fault (a full disk, a read-only or locked
+//!   file, a lost connection), or the queue holds `worker.queue_capacity`
+//!   jobs. No 202 is given for a job that was not committed;
 //! - 422 for a job that does not validate, 400 for a bad `Idempotency-Key`.
 
 use axum::{
@@ -87,6 +89,13 @@ async fn submit(
     }
     if !intake.gate.is_open() {
         return intake.refuse("database", "the job store is unavailable, retry later");
+    }
+    if let Some(fault) = intake.store.faults().write_fault() {
+        tracing::debug!(
+            db.fault = fault.as_str(),
+            "job refused, the database refuses writes"
+        );
+        return intake.refuse("database", "the job store takes no writes now, retry later");
     }
     if !intake.backlog.try_reserve() {
         tracing::debug!(

@@ -18,7 +18,7 @@ use sqlx::{Row, any::AnyRow};
 use tokio::time::Instant;
 
 use super::{JobId, JobRequest};
-use crate::database::{Backend, Database, DbError, Migration, ms, now_ms};
+use crate::database::{Backend, Database, DbError, Faults, Migration, ms, now_ms};
 
 /// The worker's migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -100,6 +100,13 @@ impl Store {
     #[must_use]
     pub const fn new(database: Database) -> Self {
         Self { database }
+    }
+
+    /// The database's faults: intake refuses jobs at once while a write
+    /// fault is in force.
+    #[must_use]
+    pub const fn faults(&self) -> &Faults {
+        self.database.faults()
     }
 
     /// Inserts `jobs` in one transaction (one commit for the whole batch)

@@ -9,7 +9,7 @@ mod held_request;
 use self::held_request::hold_every_permit;
 use crate::{
     metrics_text::{count, series},
-    support::{Answer, Logs, Running, answer, settings, start},
+    support::{Answer, Logs, Running, answer, eventually, settings, start},
     test_database::{Engine, TestDatabase},
 };
 
@@ -154,27 +154,33 @@ async fn lists_are_paged_in_creation_order_with_an_opaque_cursor(engine: Engine)
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
 }
 
-/// A write that waits for a lock past the database timeout answers 504,
-/// logged with the request id and the operation; the service stays ready
-/// and serves again once the lock is gone.
+/// A write that waits for a lock past the database's limit: on PostgreSQL
+/// its `lock_timeout` cuts the statement and the answer is 504 (the
+/// database timeout), logged with the request id and the operation. On
+/// SQLite the lock held past `busy_timeout` means nothing was written: a
+/// `locked` write fault, 503 with `Retry-After`, logged once; reads still
+/// work and the service stays ready. Either way it serves writes again once
+/// the lock is gone.
 #[tokio::test]
-async fn a_query_over_the_database_timeout_answers_504_on_sqlite() {
-    a_query_over_the_database_timeout_answers_504(Engine::Sqlite).await;
+async fn a_write_lock_held_elsewhere_answers_503_on_sqlite() {
+    a_write_lock_held_elsewhere(Engine::Sqlite).await;
 }
 
 #[tokio::test]
-async fn a_query_over_the_database_timeout_answers_504_on_postgres() {
-    a_query_over_the_database_timeout_answers_504(Engine::Postgres).await;
+async fn a_write_lock_held_elsewhere_answers_504_on_postgres() {
+    a_write_lock_held_elsewhere(Engine::Postgres).await;
 }
 
-async fn a_query_over_the_database_timeout_answers_504(engine: Engine) {
+async fn a_write_lock_held_elsewhere(engine: Engine) {
     let Some(database) = TestDatabase::create(engine, "items_timeout").await else {
         return;
     };
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
     settings.timeouts.database_ms = 300;
+    settings.database.health_check_interval_ms = 50;
     let service = start(settings).await;
+    let kept = create(&service, "before the lock").await;
     let mut holder = database.connect().await;
     let lock = match engine {
         Engine::Sqlite => "BEGIN IMMEDIATE",
@@ -190,22 +196,62 @@ async fn a_query_over_the_database_timeout_answers_504(engine: Engine) {
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), 504);
-    let logged = logs.events("request failed on the database");
-    assert!(
-        logged
-            .iter()
-            .any(|event| event["db.operation"] == "insert_item"
-                && event["error.kind"] == "timeout"
-                && event["span"]["request.id"] == "locked-out"),
-        "{logged:?}"
-    );
+    match engine {
+        Engine::Postgres => {
+            assert_eq!(refused.status(), 504);
+            let logged = logs.events("request failed on the database");
+            assert!(
+                logged
+                    .iter()
+                    .any(|event| event["db.operation"] == "insert_item"
+                        && event["error.kind"] == "timeout"
+                        && event["span"]["request.id"] == "locked-out"),
+                "{logged:?}"
+            );
+        }
+        Engine::Sqlite => {
+            assert_eq!(refused.status(), 503);
+            assert_eq!(refused.headers()["retry-after"], "1");
+            let fault = logs.events("database refuses writes");
+            assert_eq!(fault.len(), 1, "{fault:?}");
+            assert_eq!(fault[0]["db.fault"], "locked");
+            assert_eq!(fault[0]["db.operation"], "insert_item");
+            let again = service
+                .client
+                .delete(service.url(&format!("/v1/items/{}", kept["id"].as_str().unwrap())))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(again.status(), 503, "writes are refused while it lasts");
+            assert_eq!(
+                logs.events("database refuses writes").len(),
+                1,
+                "logged once"
+            );
+            let read = service
+                .get(&format!("/v1/items/{}", kept["id"].as_str().unwrap()))
+                .await
+                .unwrap();
+            assert_eq!(read.status(), 200, "reads still work");
+            let ready = service.get("/readyz").await.unwrap();
+            assert_eq!(ready.status(), 200);
+            let body: Value = ready.json().await.unwrap();
+            assert_eq!(body["degraded"]["database_writes"], "locked", "{body}");
+        }
+    }
 
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut holder)
         .await
         .unwrap();
-    create(&service, "after the lock").await;
+    eventually("writes to work again", || async {
+        let answer = service
+            .post_json("/v1/items", &json!({"name": "after the lock"}))
+            .await
+            .unwrap();
+        (answer.status() == 201).then_some(())
+    })
+    .await;
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
 }
 

@@ -189,7 +189,7 @@ async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_
             empty[1].to_string()
         }),
     );
-    let ready = Readiness::new(CancellationToken::new(), Vec::new());
+    let ready = Readiness::new(CancellationToken::new(), Vec::new(), Vec::new());
     let app = http::router(
         routes,
         &Settings::default(),

@@ -458,8 +458,12 @@ async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
 }
 
 /// Another connection holds the write lock: intake's commit and the
-/// workers' claim wait for the database timeout and fail with it, intake
-/// answers 503 with `Retry-After`; once the lock is gone, jobs are
+/// workers' claim wait for the database's limit and fail, and intake
+/// answers 503 with `Retry-After`. On PostgreSQL the statement's
+/// `lock_timeout` is a timeout, logged at each call; on SQLite the lock
+/// held past `busy_timeout` is a `locked` write fault, logged once, in
+/// `/readyz`'s body while it lasts (still ready), and writes are refused
+/// at once until a probe write succeeds. Once the lock is gone, jobs are
 /// accepted and run again.
 async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     let Some(database) = TestDatabase::create(engine, "held_lock").await else {
@@ -468,6 +472,7 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
     settings.timeouts.database_ms = 300;
+    settings.database.health_check_interval_ms = 50;
     let service = start(settings).await;
 
     let mut holder = database.connect().await;
@@ -481,35 +486,83 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     let waited = started.elapsed();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
-    // The engine gives up a tenth before the 300 ms timeout; ten times the
-    // timeout bounds the rest of the path.
     let timeout = Duration::from_millis(300);
-    assert!(
-        waited >= database::engine_limit(timeout) && waited < timeout * 10,
-        "waited {waited:?}"
-    );
-    let timed_out = |operation: &str| {
+    // Ten times the timeout bounds the path, whether the write waited for
+    // the lock or (SQLite) the workers' claim met it first and the write
+    // was refused at once.
+    assert!(waited < timeout * 10, "waited {waited:?}");
+    let failed = |operation: &str, kind: &str| {
         logs.events("database call failed")
             .iter()
-            .any(|event| event["db.operation"] == operation && event["error.kind"] == "timeout")
+            .chain(logs.events("database refuses writes").iter())
+            .any(|event| {
+                event["db.operation"] == operation
+                    && (event["error.kind"] == kind || event["db.fault"] == kind)
+            })
     };
-    assert!(
-        timed_out("insert_jobs"),
-        "the timeout is logged with its operation"
-    );
-    // The idle workers poll meanwhile: their claim meets the lock as well.
-    eventually("the workers' claim to time out", || async {
-        timed_out("claim_jobs").then_some(())
-    })
-    .await;
+    match engine {
+        Engine::Postgres => {
+            // The engine gives up a tenth before the 300 ms timeout.
+            assert!(
+                waited >= database::engine_limit(timeout),
+                "waited {waited:?}"
+            );
+            assert!(
+                failed("insert_jobs", "timeout"),
+                "the timeout is logged with its operation"
+            );
+            // The idle workers poll meanwhile: their claim meets the lock
+            // as well.
+            eventually("the workers' claim to time out", || async {
+                failed("claim_jobs", "timeout").then_some(())
+            })
+            .await;
+        }
+        Engine::Sqlite => {
+            let fault = logs.events("database refuses writes");
+            assert_eq!(fault.len(), 1, "logged once: {fault:?}");
+            assert_eq!(fault[0]["db.fault"], "locked");
+            let ready = service.get("/readyz").await.unwrap();
+            assert_eq!(
+                ready.status(),
+                200,
+                "a write fault leaves the replica ready"
+            );
+            let body: Value = ready.json().await.unwrap();
+            assert_eq!(body["degraded"]["database_writes"], "locked", "{body}");
+            // While the fault lasts, a write is refused without waiting.
+            let started = Instant::now();
+            let refused = service.post_json("/jobs", &json!({})).await.unwrap();
+            assert_eq!(refused.status(), 503);
+            assert!(refused.headers().contains_key("retry-after"));
+            assert!(
+                started.elapsed() < database::engine_limit(timeout),
+                "refused at once, not after the lock wait: {:?}",
+                started.elapsed()
+            );
+            assert_eq!(
+                logs.events("database refuses writes").len(),
+                1,
+                "still once"
+            );
+        }
+    }
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut holder)
         .await
         .unwrap();
     holder.close().await.ok();
 
-    let accepted = submit(&service, &json!({})).await.unwrap();
+    let accepted = eventually("intake to accept a job again", || async {
+        submit(&service, &json!({})).await.ok()
+    })
+    .await;
     until_state(&service, &accepted, "succeeded").await;
+    if engine == Engine::Sqlite {
+        assert_eq!(logs.events("database takes writes again").len(), 1);
+        let ready: Value = service.get("/readyz").await.unwrap().json().await.unwrap();
+        assert!(ready.get("degraded").is_none(), "{ready}");
+    }
     service.stop().await.unwrap();
 }
 

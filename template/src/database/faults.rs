@@ -1,0 +1,293 @@
+//! The faults a database meets in production and recovers from by itself: a
+//! volume that fills, a file or filesystem that turns read-only, a lock
+//! held by another process, a connection killed by a failover or a timeout,
+//! a serialization failure. Each is transient: callers answer 503 with
+//! `Retry-After`, never 500, and nothing needs a restart once it clears.
+//!
+//! [`Faults`] keeps what the service knows now, so that a fault is logged
+//! once when it starts and once when it ends instead of once per request:
+//! - a *write fault* (disk full, read-only, locked, an I/O error) stays in
+//!   force until a background probe's write succeeds ([`Faults::probe`]).
+//!   Reads still work meanwhile, so the replica stays ready: on a shared
+//!   volume or database every replica has the fault, and none should leave
+//!   the load balancer for it. It shows in `/readyz`'s body and in the
+//!   [`WRITE_FAULT`] gauge, and writes are refused at once while it lasts;
+//! - a *passing fault* (unreachable, connection lost, conflict) belongs to
+//!   one call; the next call that succeeds ends it. An unreachable database
+//!   also closes the readiness gate, as before ([`super::supervise`]).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU8, Ordering},
+};
+
+use sqlx::{error::DatabaseError, sqlite::SqliteError};
+
+/// Gauge, by `fault`: 1 while that write fault is in force, else 0.
+pub const WRITE_FAULT: &str = "nebula_database_write_fault";
+
+/// A condition of the database that fails calls for a while and then clears
+/// by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// It cannot be reached, is starting or shutting down, or no pooled
+    /// connection came free in time.
+    Unreachable,
+    /// A connection was killed or reset mid-call (a failover, a restart,
+    /// `pg_terminate_backend`, an idle-in-transaction timeout); the pool
+    /// opens a fresh one.
+    ConnectionLost,
+    /// Two transactions conflicted (a serialization failure or a deadlock)
+    /// and this one was rolled back.
+    Conflict,
+    /// The disk holding the database is full.
+    DiskFull,
+    /// The database, its file or its filesystem refuses writes (a volume
+    /// remounted read-only, a standby after a failover).
+    ReadOnly,
+    /// Another connection or process held SQLite's write lock past
+    /// `busy_timeout`. (A PostgreSQL `lock_timeout` is a timeout: 504.)
+    Locked,
+    /// The disk refused a read or a write: a failing device, or a
+    /// filesystem remounted read-only under an open SQLite file.
+    Io,
+}
+
+impl Fault {
+    /// The write faults, in the order of their gauge series.
+    pub const WRITE_FAULTS: [Self; 4] = [Self::DiskFull, Self::ReadOnly, Self::Locked, Self::Io];
+
+    /// Its name in logs (`db.fault`, `error.kind`), metrics and `/readyz`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::ConnectionLost => "connection_lost",
+            Self::Conflict => "conflict",
+            Self::DiskFull => "disk_full",
+            Self::ReadOnly => "read_only",
+            Self::Locked => "locked",
+            Self::Io => "io_error",
+        }
+    }
+
+    /// Whether it is a state of the database's storage, which lasts until
+    /// a write succeeds again, rather than a fault of one call.
+    #[must_use]
+    pub const fn is_write_fault(self) -> bool {
+        matches!(
+            self,
+            Self::DiskFull | Self::ReadOnly | Self::Locked | Self::Io
+        )
+    }
+
+    /// The fault an answer from the database names, if it names one.
+    ///
+    /// SQLite: the primary result code (the low byte of the extended code
+    /// sqlx reports). PostgreSQL: the SQLSTATE.
+    #[must_use]
+    pub fn of_database_error(error: &dyn DatabaseError) -> Option<Self> {
+        let code = error.code()?;
+        if error.try_downcast_ref::<SqliteError>().is_some() {
+            return match code.parse::<u32>().ok()? & 0xff {
+                // SQLITE_BUSY, SQLITE_LOCKED: past busy_timeout.
+                5 | 6 => Some(Self::Locked),
+                // SQLITE_READONLY, with its extended forms (a file that
+                // cannot be written, moved, or a read-only open).
+                8 => Some(Self::ReadOnly),
+                // SQLITE_IOERR.
+                10 => Some(Self::Io),
+                // SQLITE_FULL.
+                13 => Some(Self::DiskFull),
+                // SQLITE_CANTOPEN: the file or its folder went away or
+                // cannot be opened now.
+                14 => Some(Self::Unreachable),
+                _ => None,
+            };
+        }
+        match code.as_ref() {
+            // disk_full: "could not extend file", a full WAL volume.
+            "53100" => Some(Self::DiskFull),
+            // read_only_sql_transaction: a standby, or
+            // default_transaction_read_only after a failover.
+            "25006" => Some(Self::ReadOnly),
+            // io_error.
+            "58030" => Some(Self::Io),
+            // serialization_failure, deadlock_detected.
+            "40001" | "40P01" => Some(Self::Conflict),
+            // too_many_connections, cannot_connect_now (starting up).
+            "53300" | "57P03" => Some(Self::Unreachable),
+            // idle_in_transaction_session_timeout ended the session.
+            "25P03" => Some(Self::ConnectionLost),
+            // admin_shutdown (pg_terminate_backend, a fast shutdown),
+            // crash_shutdown, database_dropped; connection exceptions.
+            code if code.starts_with("57P") || code.starts_with("08") => Some(Self::ConnectionLost),
+            _ => None,
+        }
+    }
+
+    const fn to_u8(self) -> u8 {
+        match self {
+            Self::Unreachable => 1,
+            Self::ConnectionLost => 2,
+            Self::Conflict => 3,
+            Self::DiskFull => 4,
+            Self::ReadOnly => 5,
+            Self::Locked => 6,
+            Self::Io => 7,
+        }
+    }
+
+    const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Unreachable),
+            2 => Some(Self::ConnectionLost),
+            3 => Some(Self::Conflict),
+            4 => Some(Self::DiskFull),
+            5 => Some(Self::ReadOnly),
+            6 => Some(Self::Locked),
+            7 => Some(Self::Io),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Slot value for "no fault".
+const NONE: u8 = 0;
+
+/// What the service knows about the database's faults now; shared by every
+/// clone of the database handle, cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<State>);
+
+#[derive(Debug, Default)]
+struct State {
+    /// The write fault in force, or [`NONE`].
+    write: AtomicU8,
+    /// The last passing fault met since a call last succeeded, or [`NONE`].
+    passing: AtomicU8,
+}
+
+impl Faults {
+    /// Publishes every write-fault series at 0, so that dashboards and
+    /// alerts see them before the first fault.
+    pub fn describe_metrics() {
+        metrics::describe_gauge!(
+            WRITE_FAULT,
+            "1 while the database refuses writes for this fault (disk_full, read_only, locked, io_error), else 0; reads still work"
+        );
+        for fault in Fault::WRITE_FAULTS {
+            metrics::gauge!(WRITE_FAULT, "fault" => fault.as_str()).set(0.0);
+        }
+    }
+
+    /// The write fault in force: writes are refused until it clears.
+    #[must_use]
+    pub fn write_fault(&self) -> Option<Fault> {
+        Fault::from_u8(self.0.write.load(Ordering::Relaxed))
+    }
+
+    /// Records that `operation` met `fault`. Logs at WARN when that changes
+    /// what is known (a new fault, or another one), at DEBUG otherwise.
+    pub fn met(&self, fault: Fault, operation: &'static str, error: &dyn std::fmt::Display) {
+        let slot = if fault.is_write_fault() {
+            &self.0.write
+        } else {
+            &self.0.passing
+        };
+        let before = Fault::from_u8(slot.swap(fault.to_u8(), Ordering::Relaxed));
+        if before == Some(fault) {
+            tracing::debug!(
+                db.operation = operation,
+                error.kind = fault.as_str(),
+                %error,
+                "database call failed"
+            );
+            return;
+        }
+        if fault.is_write_fault() {
+            set_gauge(before, 0.0);
+            set_gauge(Some(fault), 1.0);
+            tracing::warn!(
+                db.fault = fault.as_str(),
+                db.operation = operation,
+                %error,
+                "database refuses writes"
+            );
+        } else {
+            tracing::warn!(
+                db.fault = fault.as_str(),
+                db.operation = operation,
+                %error,
+                "database fault"
+            );
+        }
+    }
+
+    /// Records that a call succeeded: a passing fault is over.
+    pub fn succeeded(&self) {
+        // A load first: the common case writes nothing.
+        if self.0.passing.load(Ordering::Relaxed) == NONE {
+            return;
+        }
+        if let Some(fault) = Fault::from_u8(self.0.passing.swap(NONE, Ordering::Relaxed)) {
+            tracing::info!(db.fault = fault.as_str(), "database fault cleared");
+        }
+    }
+
+    /// Records the result of a probe write: on success the write fault in
+    /// force, if any, is over.
+    pub fn probe(&self, wrote: bool) {
+        if !wrote {
+            return;
+        }
+        if let Some(fault) = Fault::from_u8(self.0.write.swap(NONE, Ordering::Relaxed)) {
+            set_gauge(Some(fault), 0.0);
+            tracing::info!(db.fault = fault.as_str(), "database takes writes again");
+        }
+    }
+}
+
+fn set_gauge(fault: Option<Fault>, value: f64) {
+    if let Some(fault) = fault.filter(|fault| fault.is_write_fault()) {
+        metrics::gauge!(WRITE_FAULT, "fault" => fault.as_str()).set(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_fault_lasts_until_a_probe_write_succeeds() {
+        let faults = Faults::default();
+        faults.met(Fault::DiskFull, "insert", &"database or disk is full");
+        assert_eq!(faults.write_fault(), Some(Fault::DiskFull));
+        // A read, or any other call, succeeding says nothing about writes.
+        faults.succeeded();
+        faults.probe(false);
+        assert_eq!(faults.write_fault(), Some(Fault::DiskFull));
+        faults.met(
+            Fault::ReadOnly,
+            "insert",
+            &"attempt to write a readonly database",
+        );
+        assert_eq!(faults.write_fault(), Some(Fault::ReadOnly));
+        faults.probe(true);
+        assert_eq!(faults.write_fault(), None);
+    }
+
+    #[test]
+    fn a_passing_fault_never_refuses_writes() {
+        let faults = Faults::default();
+        faults.met(Fault::ConnectionLost, "insert", &"connection reset");
+        faults.met(Fault::Conflict, "insert", &"could not serialize access");
+        assert_eq!(faults.write_fault(), None);
+    }
+}
