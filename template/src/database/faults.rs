@@ -15,10 +15,19 @@
 //! - a *passing fault* (unreachable, connection lost, conflict) belongs to
 //!   one call; the next call that succeeds ends it. An unreachable database
 //!   also closes the readiness gate, as before ([`super::supervise`]).
+//!
+//! A read-only fault also retires every pooled connection opened before
+//! it ([`Faults::is_retired`]): SQLite opens a file it cannot write
+//! read-only and keeps it so after the volume turns writable again, and a
+//! PostgreSQL session stays on the standby it reached. Fresh connections
+//! see the database as it is now.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU8, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use sqlx::{error::DatabaseError, sqlite::SqliteError};
@@ -166,12 +175,27 @@ const NONE: u8 = 0;
 #[derive(Debug, Clone, Default)]
 pub struct Faults(Arc<State>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// The write fault in force, or [`NONE`].
     write: AtomicU8,
     /// The last passing fault met since a call last succeeded, or [`NONE`].
     passing: AtomicU8,
+    /// Connections opened at or before this many milliseconds after
+    /// `origin` are closed instead of used (0: none).
+    retired_until_ms: AtomicU64,
+    origin: Instant,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            write: AtomicU8::new(NONE),
+            passing: AtomicU8::new(NONE),
+            retired_until_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+        }
+    }
 }
 
 impl Faults {
@@ -193,9 +217,31 @@ impl Faults {
         Fault::from_u8(self.0.write.load(Ordering::Relaxed))
     }
 
+    /// Whether a connection of this `age` was opened before the last
+    /// read-only fault, or before the end of one: the pool closes it
+    /// instead of using it.
+    #[must_use]
+    pub fn is_retired(&self, age: Duration) -> bool {
+        let retired_until = self.0.retired_until_ms.load(Ordering::Relaxed);
+        retired_until > 0 && self.now_ms().saturating_sub(millis(age)) <= retired_until
+    }
+
+    fn retire_connections(&self) {
+        self.0
+            .retired_until_ms
+            .fetch_max(self.now_ms().max(1), Ordering::Relaxed);
+    }
+
+    fn now_ms(&self) -> u64 {
+        millis(self.0.origin.elapsed())
+    }
+
     /// Records that `operation` met `fault`. Logs at WARN when that changes
     /// what is known (a new fault, or another one), at DEBUG otherwise.
     pub fn met(&self, fault: Fault, operation: &'static str, error: &dyn std::fmt::Display) {
+        if fault == Fault::ReadOnly {
+            self.retire_connections();
+        }
         let slot = if fault.is_write_fault() {
             &self.0.write
         } else {
@@ -248,10 +294,18 @@ impl Faults {
             return;
         }
         if let Some(fault) = Fault::from_u8(self.0.write.swap(NONE, Ordering::Relaxed)) {
+            if fault == Fault::ReadOnly {
+                // Connections opened while it lasted may be read-only.
+                self.retire_connections();
+            }
             set_gauge(Some(fault), 0.0);
             tracing::info!(db.fault = fault.as_str(), "database takes writes again");
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn set_gauge(fault: Option<Fault>, value: f64) {
@@ -281,6 +335,30 @@ mod tests {
         assert_eq!(faults.write_fault(), Some(Fault::ReadOnly));
         faults.probe(true);
         assert_eq!(faults.write_fault(), None);
+    }
+
+    #[test]
+    fn a_read_only_fault_retires_the_connections_opened_before_it() {
+        let faults = Faults::default();
+        let opened_long_ago = Duration::from_hours(1);
+        assert!(
+            !faults.is_retired(opened_long_ago),
+            "no fault, none retired"
+        );
+        faults.met(Fault::DiskFull, "insert", &"database or disk is full");
+        assert!(
+            !faults.is_retired(opened_long_ago),
+            "only read-only retires"
+        );
+        faults.met(
+            Fault::ReadOnly,
+            "insert",
+            &"attempt to write a readonly database",
+        );
+        assert!(faults.is_retired(opened_long_ago));
+        // Past the millisecond of the fault, a new connection is usable.
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!faults.is_retired(Duration::ZERO));
     }
 
     #[test]

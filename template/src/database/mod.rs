@@ -45,7 +45,6 @@ use sqlx::{
     Any, AnyConnection, AnyPool, Connection, Executor, Transaction,
     any::{AnyConnectOptions, AnyPoolOptions},
     error::ErrorKind,
-    pool::PoolConnectionMetadata,
     sqlite::SqliteError,
 };
 use tracing::Instrument;
@@ -250,19 +249,33 @@ impl Database {
         })?;
         let limit = engine_limit(timeout);
         let session = session_settings(backend, limit);
+        let faults = Faults::default();
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(limit)
             .after_connect(move |connection, _| Box::pin(configure(connection, session.clone())))
-            .after_release(|connection, metadata| {
-                Box::pin(released_outside_transaction(connection, metadata))
+            .before_acquire({
+                let faults = faults.clone();
+                move |_, metadata| {
+                    let usable = !faults.is_retired(metadata.age);
+                    Box::pin(async move { Ok(usable) })
+                }
+            })
+            .after_release({
+                let faults = faults.clone();
+                move |connection, metadata| {
+                    let retired = faults.is_retired(metadata.age);
+                    Box::pin(async move {
+                        Ok(!retired && released_outside_transaction(connection).await?)
+                    })
+                }
             })
             .connect_lazy_with(options);
         Ok(Self {
             pool,
             backend,
             timeout,
-            faults: Faults::default(),
+            faults,
         })
     }
 
@@ -409,10 +422,7 @@ pub fn ms(duration: Duration) -> i64 {
 ///
 /// sqlx's own check on release (a ping) only closes connections that no
 /// longer answer; this is why the pool has this hook.
-async fn released_outside_transaction(
-    connection: &mut AnyConnection,
-    _: PoolConnectionMetadata,
-) -> Result<bool, sqlx::Error> {
+async fn released_outside_transaction(connection: &mut AnyConnection) -> Result<bool, sqlx::Error> {
     if !connection.is_in_transaction() {
         return Ok(true);
     }

@@ -40,6 +40,69 @@ fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
     })
 }
 
+/// What the fault tests ([`crate::faults`]) write on this type: items.
+pub mod writes {
+    use std::{collections::HashSet, sync::Arc};
+
+    use serde_json::Value;
+
+    use crate::{
+        load::{Load, Tally},
+        support::{Launch, Logs, Process, client},
+        test_database::TestDatabase,
+    };
+
+    /// The table the writes go to.
+    pub const TABLE: &str = "items";
+
+    pub fn launch(database: &Arc<TestDatabase>) -> Launch {
+        Launch::default().database(database.clone())
+    }
+
+    pub fn load(process: &Process, clients: usize) -> Load {
+        super::create_load(process, clients, usize::MAX)
+    }
+
+    /// The status of a read: the first page of the list.
+    pub async fn read_status(process: &Process, _accepted: &[String]) -> u16 {
+        client()
+            .get(process.url("/v1/items?limit=1"))
+            .send()
+            .await
+            .expect("GET /v1/items answers")
+            .status()
+            .as_u16()
+    }
+
+    /// The created items that are not stored.
+    pub async fn settle(_process: &Process, database: &TestDatabase, tally: &Tally) -> Vec<String> {
+        let mut connection = database.connect().await;
+        let stored: HashSet<String> = sqlx::query_scalar("SELECT id FROM items")
+            .fetch_all(&mut connection)
+            .await
+            .expect("items are readable")
+            .into_iter()
+            .collect();
+        tally
+            .accepted
+            .iter()
+            .map(|body| {
+                let item: Value = serde_json::from_str(body).expect("201 body is JSON");
+                item["id"].as_str().expect("201 body has an id").to_owned()
+            })
+            .filter(|id| !stored.contains(id))
+            .map(|id| format!("item {id} was created (201) but is not stored"))
+            .collect()
+    }
+
+    /// Nothing more to check once the process exited: an item is kept or
+    /// not, which [`settle`] checked.
+    #[expect(clippy::unused_async, reason = "the same signature as the worker's")]
+    pub async fn lost(_tally: &Tally, _database: &TestDatabase, _logs: &Logs) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Readiness turns 503 first, a stand-in load balancer stops sending, and
 /// only then does the listener close: no request is lost, and every one
 /// that reached the service got its full response.

@@ -111,6 +111,64 @@ impl Load {
         }
     }
 
+    /// The 2xx answers so far.
+    pub fn accepted(&self) -> usize {
+        self.tally().accepted.len()
+    }
+
+    /// The bodies of the 2xx answers so far.
+    pub fn accepted_bodies(&self) -> Vec<String> {
+        self.tally().accepted
+    }
+
+    /// The 503 answers with `Retry-After` so far.
+    pub fn refused_with_retry_after(&self) -> usize {
+        self.tally().refused_with_retry_after
+    }
+
+    fn tally(&self) -> Tally {
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits (bounded) until at least `count` requests were accepted.
+    pub async fn wait_for_accepted(&self, count: usize) {
+        self.wait_until(&format!("{count} accepted requests"), |tally| {
+            tally.accepted.len() >= count
+        })
+        .await;
+    }
+
+    /// Waits (bounded) until at least `count` requests were refused with
+    /// 503 and `Retry-After`.
+    pub async fn wait_for_refusals(&self, count: usize) {
+        self.wait_until(&format!("{count} refusals with Retry-After"), |tally| {
+            tally.refused_with_retry_after >= count
+        })
+        .await;
+    }
+
+    async fn wait_until(&self, expected: &str, done: impl Fn(&Tally) -> bool) {
+        let deadline = tokio::time::Instant::now() + crate::support::WAIT_LIMIT;
+        loop {
+            let tally = self.tally();
+            if done(&tally) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the load never saw {expected}: {} accepted, {} refused with Retry-After, {} refused otherwise, broken: {:?}",
+                tally.accepted.len(),
+                tally.refused_with_retry_after,
+                tally.refused_without_retry_after + tally.connection_refused,
+                tally.broken
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits until at least `count` requests were sent (bounded).
     pub async fn wait_for_offers(&self, count: usize) {
         let deadline = tokio::time::Instant::now() + crate::support::WAIT_LIMIT;

@@ -11,6 +11,7 @@ mod container;
 {%- endif %}
 mod edge;
 {%- if service_type != "scheduler" %}
+mod faults;
 mod load;
 {%- endif %}
 #[path = "../shared/metrics_text.rs"]

@@ -56,6 +56,16 @@ impl TestDatabase {
         }
     }
 
+    /// A SQLite file in `folder`, which the caller keeps and removes.
+    #[must_use]
+    pub fn sqlite_in(folder: &Path) -> Self {
+        Self {
+            url: sqlite_url(folder),
+            engine: Engine::Sqlite,
+            _folder: None,
+        }
+    }
+
     async fn postgres(test: &str) -> Option<Self> {
         let Ok(admin) = std::env::var(POSTGRES_URL_VAR) else {
             note_skipped(&format!(

@@ -35,7 +35,7 @@ use {{crate_name}}::Exit;
 const WORKERS: usize = 4;
 
 /// A worker on `database` with short leases and quick polling.
-fn durable(database: &Arc<TestDatabase>) -> Launch {
+pub(super) fn durable(database: &Arc<TestDatabase>) -> Launch {
     Launch::default()
         .database(database.clone())
         .setting("WORKER__WORKERS", WORKERS)

@@ -150,6 +150,67 @@ fn lost_jobs(
     lost
 }
 
+/// What the fault tests ([`crate::faults`]) write on this type: jobs, run
+/// with short leases so that a job whose outcome could not be written is
+/// rescued soon.
+pub mod writes {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::{
+        accepted_ids, finished_events, lost_jobs, stored_jobs, submit_load, until_finished,
+    };
+    use crate::{
+        load::{Load, Tally},
+        support::{Launch, Logs, Process, client},
+        test_database::TestDatabase,
+    };
+
+    /// The table the writes go to.
+    pub const TABLE: &str = "jobs";
+
+    pub fn launch(database: &Arc<TestDatabase>) -> Launch {
+        super::durability::durable(database)
+    }
+
+    pub fn load(process: &Process, clients: usize) -> Load {
+        submit_load(process, clients, usize::MAX, json!({"duration_ms": 5}))
+    }
+
+    /// The status of a read: the first accepted job's.
+    pub async fn read_status(process: &Process, accepted: &[String]) -> u16 {
+        let tally = Tally {
+            accepted: accepted.to_vec(),
+            ..Tally::default()
+        };
+        let id = accepted_ids(&tally)
+            .into_iter()
+            .next()
+            .expect("a job was accepted");
+        client()
+            .get(process.url(&format!("/jobs/{id}")))
+            .send()
+            .await
+            .expect("GET /jobs/{id} answers")
+            .status()
+            .as_u16()
+    }
+
+    /// Waits (bounded) until every accepted job has its outcome.
+    pub async fn settle(_process: &Process, database: &TestDatabase, tally: &Tally) -> Vec<String> {
+        until_finished(database, &accepted_ids(tally)).await;
+        Vec::new()
+    }
+
+    /// The accepted jobs without exactly one recorded outcome.
+    pub async fn lost(tally: &Tally, database: &TestDatabase, logs: &Logs) -> Vec<String> {
+        let accepted = accepted_ids(tally);
+        let stored = stored_jobs(database).await;
+        lost_jobs(&accepted, &stored, &finished_events(&[logs]), true)
+    }
+}
+
 #[test]
 fn sigterm_mid_load_loses_no_accepted_job() {
     let _serial = serial();
