@@ -20,8 +20,8 @@ use std::{
 };
 
 use common::{
-    Generated, POSTGRES_CTL_VAR, POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env,
-    note, prepare_dependencies,
+    Generated, POSTGRES_CTL_VAR, POSTGRES_URL_VAR, REQUIRE_MOUNT_VAR, TestPostgres, can_mount,
+    cargo_step, cargo_step_with_env, mount_required, note, prepare_dependencies,
 };
 
 /// The longest project name `hooks/init.rhai` accepts (40 characters), so
@@ -77,7 +77,48 @@ fn passes_cargo_checks(service_type: &'static str) {
             note(&format!("[{service_type}] {line}"));
         }
     }
+    if service_type != "scheduler" {
+        runs_its_tmpfs_tests(service_type, project, locked);
+    }
     lints_and_format(service_type, project, locked);
+}
+
+/// The generated database-fault tests that put SQLite on a tmpfs they
+/// mount (a volume that fills up, one that is read-only from the start)
+/// are `#[ignore]`d, since mounting needs root: run them here where this
+/// process can mount, and check that both ran and passed. Elsewhere they
+/// are skipped with a note, or fail with `NEBULA_TEMPLATE_REQUIRE_MOUNT=1`.
+fn runs_its_tmpfs_tests(service_type: &str, project: &Path, locked: &[&str]) {
+    if !can_mount() {
+        assert!(
+            !mount_required(),
+            "[{service_type}] {REQUIRE_MOUNT_VAR}=1 requires the generated tmpfs tests to run, and \
+             this process is not root, so it cannot mount one"
+        );
+        note(&format!(
+            "NOTE: [{service_type}] the generated tests that mount a tmpfs are skipped: not root \
+             ({REQUIRE_MOUNT_VAR}=1 turns this skip into a failure)"
+        ));
+        return;
+    }
+    let tests = cargo_step(
+        service_type,
+        project,
+        &[
+            &["test", "--test", "binary"],
+            locked,
+            &["--", "--ignored", "faults::sqlite_", "--show-output"],
+        ]
+        .concat(),
+    );
+    let output = String::from_utf8_lossy(&tests.stdout);
+    assert!(
+        output.contains("test result: ok. 2 passed"),
+        "[{service_type}] expected the 2 tmpfs tests to run and pass:\n{output}"
+    );
+    for line in output.lines().filter(|line| line.starts_with("summary:")) {
+        note(&format!("[{service_type}] {line}"));
+    }
 }
 
 /// Clippy on every target with warnings denied, then rustfmt's check.

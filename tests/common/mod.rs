@@ -918,6 +918,27 @@ pub const POSTGRES_CTL_VAR: &str = "NEBULA_TEST_POSTGRES_CTL";
 /// can be started for the generated projects' tests.
 pub const REQUIRE_POSTGRES_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_POSTGRES";
 
+/// Set to `1` (CI does, as root) to fail, instead of skip, the generated
+/// tests that mount a tmpfs (the database on a full or read-only volume)
+/// when this process cannot mount one.
+pub const REQUIRE_MOUNT_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_MOUNT";
+
+/// Whether this process may mount filesystems: it runs as root. (A root
+/// without `CAP_SYS_ADMIN`, as in an unprivileged container, fails the
+/// mount itself, and the test says so.)
+pub fn can_mount() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// Whether the tests that mount a tmpfs must run: they fail, instead of
+/// being skipped, where they cannot.
+pub fn mount_required() -> bool {
+    is_required(REQUIRE_MOUNT_VAR)
+}
+
 /// The system user that runs the server when the harness runs as root:
 /// `initdb` refuses to run as root.
 const POSTGRES_USER: &str = "postgres";
