@@ -199,22 +199,31 @@ impl Default for State {
 }
 
 impl Faults {
-    /// Publishes every write-fault series at 0, so that dashboards and
-    /// alerts see them before the first fault.
-    pub fn describe_metrics() {
+    /// Describes [`WRITE_FAULT`] and publishes every series of it, so that
+    /// dashboards and alerts see them before the first fault.
+    pub fn describe_metrics(&self) {
         metrics::describe_gauge!(
             WRITE_FAULT,
             "1 while the database refuses writes for this fault (disk_full, read_only, locked, io_error), else 0; reads still work"
         );
-        for fault in Fault::WRITE_FAULTS {
-            metrics::gauge!(WRITE_FAULT, "fault" => fault.as_str()).set(0.0);
-        }
+        self.publish();
     }
 
     /// The write fault in force: writes are refused until it clears.
     #[must_use]
     pub fn write_fault(&self) -> Option<Fault> {
         Fault::from_u8(self.0.write.load(Ordering::Relaxed))
+    }
+
+    /// Sets the [`WRITE_FAULT`] series from the state now. Called on each
+    /// change, and by the health check on every round, which corrects a
+    /// series that two changes at once left behind the state.
+    pub fn publish(&self) {
+        let now = self.write_fault();
+        for fault in Fault::WRITE_FAULTS {
+            let value = if now == Some(fault) { 1.0 } else { 0.0 };
+            metrics::gauge!(WRITE_FAULT, "fault" => fault.as_str()).set(value);
+        }
     }
 
     /// Whether a connection of this `age` was opened before the last
@@ -258,8 +267,7 @@ impl Faults {
             return;
         }
         if fault.is_write_fault() {
-            set_gauge(before, 0.0);
-            set_gauge(Some(fault), 1.0);
+            self.publish();
             tracing::warn!(
                 db.fault = fault.as_str(),
                 db.operation = operation,
@@ -298,7 +306,7 @@ impl Faults {
                 // Connections opened while it lasted may be read-only.
                 self.retire_connections();
             }
-            set_gauge(Some(fault), 0.0);
+            self.publish();
             tracing::info!(db.fault = fault.as_str(), "database takes writes again");
         }
     }
@@ -306,12 +314,6 @@ impl Faults {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn set_gauge(fault: Option<Fault>, value: f64) {
-    if let Some(fault) = fault.filter(|fault| fault.is_write_fault()) {
-        metrics::gauge!(WRITE_FAULT, "fault" => fault.as_str()).set(value);
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Database, Faults, Migration, OpenError, migrate};
+use super::{Database, Migration, OpenError, migrate};
 use crate::{
     readiness::{Degradation, Gate},
     settings::duration_ms,
@@ -76,7 +76,7 @@ pub fn start(
     let database = Database::open(&settings.database, settings.timeouts.database())?;
     let gate = Gate::closed("database");
     context.gates.push(gate.clone());
-    Faults::describe_metrics();
+    database.faults().describe_metrics();
     let faults = database.faults().clone();
     context
         .degradations
@@ -184,6 +184,7 @@ pub async fn supervise(supervised: Supervised, draining: CancellationToken) -> T
         if let Some(wrote) = wrote {
             database.faults().probe(wrote);
         }
+        database.faults().publish();
         let healthy = answered.is_ok();
         if healthy != gate.is_open() {
             if healthy {
