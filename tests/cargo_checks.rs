@@ -93,11 +93,12 @@ fn runs_its_tmpfs_tests(service_type: &str, project: &Path, locked: &[&str]) {
         assert!(
             !mount_required(),
             "[{service_type}] {REQUIRE_MOUNT_VAR}=1 requires the generated tmpfs tests to run, and \
-             this process is not root, so it cannot mount one"
+             this process cannot mount a tmpfs (it needs root)"
         );
         note(&format!(
-            "NOTE: [{service_type}] the generated tests that mount a tmpfs are skipped: not root \
-             ({REQUIRE_MOUNT_VAR}=1 turns this skip into a failure)"
+            "NOTE: [{service_type}] the generated tests that mount a tmpfs are skipped: this \
+             process cannot mount one (it needs root; {REQUIRE_MOUNT_VAR}=1 turns this skip into \
+             a failure)"
         ));
         return;
     }

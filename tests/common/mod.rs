@@ -923,14 +923,22 @@ pub const REQUIRE_POSTGRES_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_POSTGRES";
 /// when this process cannot mount one.
 pub const REQUIRE_MOUNT_VAR: &str = "NEBULA_TEMPLATE_REQUIRE_MOUNT";
 
-/// Whether this process may mount filesystems: it runs as root. (A root
-/// without `CAP_SYS_ADMIN`, as in an unprivileged container, fails the
-/// mount itself, and the test says so.)
+/// Whether this process can mount a tmpfs, tried for real: root alone is
+/// not enough in an unprivileged container.
 pub fn can_mount() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+    let Ok(folder) = tempfile::tempdir() else {
+        return false;
+    };
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(folder.path())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if mounted {
+        let _ = Command::new("umount").arg(folder.path()).status();
+    }
+    mounted
 }
 
 /// Whether the tests that mount a tmpfs must run: they fail, instead of

@@ -39,8 +39,9 @@ pub const WRITE_FAULT: &str = "nebula_database_write_fault";
 /// by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// It cannot be reached, is starting or shutting down, or no pooled
-    /// connection came free in time.
+    /// It cannot be reached or cannot serve now (starting, shutting down,
+    /// out of memory or connections), or no pooled connection came free in
+    /// time.
     Unreachable,
     /// A connection was killed or reset mid-call (a failover, a restart,
     /// `pg_terminate_backend`, an idle-in-transaction timeout); the pool
@@ -98,9 +99,15 @@ impl Fault {
     pub fn of_database_error(error: &dyn DatabaseError) -> Option<Self> {
         let code = error.code()?;
         if error.try_downcast_ref::<SqliteError>().is_some() {
-            return match code.parse::<u32>().ok()? & 0xff {
-                // SQLITE_BUSY, SQLITE_LOCKED: past busy_timeout.
-                5 | 6 => Some(Self::Locked),
+            let extended = code.parse::<u32>().ok()?;
+            return match extended & 0xff {
+                // SQLITE_BUSY_SNAPSHOT: a read transaction that tried to
+                // write after another connection's commit; a retry starts
+                // from the new snapshot.
+                5 if extended == 517 => Some(Self::Conflict),
+                // SQLITE_BUSY, SQLITE_LOCKED (past busy_timeout), and
+                // SQLITE_PROTOCOL (a lock protocol race in WAL).
+                5 | 6 | 15 => Some(Self::Locked),
                 // SQLITE_READONLY, with its extended forms (a file that
                 // cannot be written, moved, or a read-only open).
                 8 => Some(Self::ReadOnly),
@@ -115,19 +122,25 @@ impl Fault {
             };
         }
         match code.as_ref() {
-            // disk_full: "could not extend file", a full WAL volume.
+            // disk_full: "could not extend file". (A full pg_wal volume
+            // makes the server stop instead: connection_lost, unreachable.)
             "53100" => Some(Self::DiskFull),
             // read_only_sql_transaction: a standby, or
             // default_transaction_read_only after a failover.
             "25006" => Some(Self::ReadOnly),
+            // insufficient_privilege, when it is the filesystem that
+            // refused: "could not extend file ...: Read-only file system".
+            "42501" if error.message().contains("Read-only file system") => Some(Self::ReadOnly),
             // io_error.
             "58030" => Some(Self::Io),
             // serialization_failure, deadlock_detected.
             "40001" | "40P01" => Some(Self::Conflict),
-            // too_many_connections, cannot_connect_now (starting up).
-            "53300" | "57P03" => Some(Self::Unreachable),
-            // idle_in_transaction_session_timeout ended the session.
-            "25P03" => Some(Self::ConnectionLost),
+            // insufficient_resources, out_of_memory, too_many_connections,
+            // configuration_limit_exceeded, cannot_connect_now (starting).
+            code if code.starts_with("53") || code == "57P03" => Some(Self::Unreachable),
+            // idle_in_transaction_session_timeout, transaction_timeout
+            // (PostgreSQL 17): the session was ended.
+            "25P03" | "25P04" => Some(Self::ConnectionLost),
             // admin_shutdown (pg_terminate_backend, a fast shutdown),
             // crash_shutdown, database_dropped; connection exceptions.
             code if code.starts_with("57P") || code.starts_with("08") => Some(Self::ConnectionLost),
@@ -235,7 +248,9 @@ impl Faults {
         retired_until > 0 && self.now_ms().saturating_sub(millis(age)) <= retired_until
     }
 
-    fn retire_connections(&self) {
+    /// Retires every connection opened until now: the pool closes each
+    /// instead of using it again.
+    pub fn retire_connections(&self) {
         self.0
             .retired_until_ms
             .fetch_max(self.now_ms().max(1), Ordering::Relaxed);
@@ -248,9 +263,6 @@ impl Faults {
     /// Records that `operation` met `fault`. Logs at WARN when that changes
     /// what is known (a new fault, or another one), at DEBUG otherwise.
     pub fn met(&self, fault: Fault, operation: &'static str, error: &dyn std::fmt::Display) {
-        if fault == Fault::ReadOnly {
-            self.retire_connections();
-        }
         let slot = if fault.is_write_fault() {
             &self.0.write
         } else {
@@ -267,6 +279,11 @@ impl Faults {
             return;
         }
         if fault.is_write_fault() {
+            if fault == Fault::ReadOnly {
+                // The connection that met it, and any other, may have been
+                // opened read-only.
+                self.retire_connections();
+            }
             self.publish();
             tracing::warn!(
                 db.fault = fault.as_str(),
@@ -295,20 +312,24 @@ impl Faults {
         }
     }
 
-    /// Records the result of a probe write: on success the write fault in
-    /// force, if any, is over.
-    pub fn probe(&self, wrote: bool) {
-        if !wrote {
+    /// Records that a probe write, sent while `tested` was in force,
+    /// committed: that fault is over, unless another one was met since.
+    pub fn probe_wrote(&self, tested: Fault) {
+        let ended = self.0.write.compare_exchange(
+            tested.to_u8(),
+            NONE,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if ended.is_err() {
             return;
         }
-        if let Some(fault) = Fault::from_u8(self.0.write.swap(NONE, Ordering::Relaxed)) {
-            if fault == Fault::ReadOnly {
-                // Connections opened while it lasted may be read-only.
-                self.retire_connections();
-            }
-            self.publish();
-            tracing::info!(db.fault = fault.as_str(), "database takes writes again");
+        if tested == Fault::ReadOnly {
+            // Connections opened while it lasted may be read-only.
+            self.retire_connections();
         }
+        self.publish();
+        tracing::info!(db.fault = tested.as_str(), "database takes writes again");
     }
 }
 
@@ -327,7 +348,6 @@ mod tests {
         assert_eq!(faults.write_fault(), Some(Fault::DiskFull));
         // A read, or any other call, succeeding says nothing about writes.
         faults.succeeded();
-        faults.probe(false);
         assert_eq!(faults.write_fault(), Some(Fault::DiskFull));
         faults.met(
             Fault::ReadOnly,
@@ -335,7 +355,11 @@ mod tests {
             &"attempt to write a readonly database",
         );
         assert_eq!(faults.write_fault(), Some(Fault::ReadOnly));
-        faults.probe(true);
+        // A probe sent while the disk was full ended after another fault
+        // was met: it says nothing about that one.
+        faults.probe_wrote(Fault::DiskFull);
+        assert_eq!(faults.write_fault(), Some(Fault::ReadOnly));
+        faults.probe_wrote(Fault::ReadOnly);
         assert_eq!(faults.write_fault(), None);
     }
 

@@ -134,10 +134,30 @@ pub async fn migrate(
     let mut round = 1;
     loop {
         match run_on_own_connection(database, &migrator).await? {
-            Ok(()) => return Ok(()),
+            Ok(()) => break,
             Err(_) if round < rounds => round += 1,
             Err(error) => return Err(MigrationError::Migrate(error)),
         }
+    }
+    make_probe_table(database).await;
+    Ok(())
+}
+
+/// Makes the health check's probe table ([`super::PROBE_TABLE`]) here,
+/// where the role that migrates may create tables. Not a migration of the
+/// service's own: it belongs to the machinery. Best effort: on a database
+/// that cannot be written now the probe makes it once it can.
+async fn make_probe_table(database: &Database) {
+    let made = database
+        .run("make_probe_table", async {
+            sqlx::query(super::PROBE_TABLE)
+                .execute(database.pool())
+                .await
+                .map(drop)
+        })
+        .await;
+    if let Err(error) = made {
+        tracing::debug!(%error, "probe table not made now; the probe makes it when needed");
     }
 }
 

@@ -64,7 +64,14 @@ pub struct Database {
     backend: Backend,
     timeout: Duration,
     faults: Faults,
+    /// For the connections opened outside the pool (the probe write).
+    options: AnyConnectOptions,
+    session: String,
 }
+
+/// The health check's probe table: one row, rewritten by each probe.
+/// Made at migration, and by the probe when missing.
+pub const PROBE_TABLE: &str = "CREATE TABLE IF NOT EXISTS nebula_write_probe (id BIGINT PRIMARY KEY, written_at BIGINT NOT NULL)";
 
 /// Why a database call did not succeed. Each names the operation, for the
 /// caller's log and answer.
@@ -77,8 +84,10 @@ pub enum DbError {
         operation: &'static str,
         timeout_ms: u64,
     },
-    /// A fault of the database that clears by itself ([`Fault`]): nothing
-    /// was changed, and the call may be tried again later.
+    /// A fault of the database that clears by itself ([`Fault`]); the call
+    /// may be tried again later. Nothing was changed, unless the fault cut
+    /// a commit (a connection lost, an I/O error): then, as after a
+    /// timeout, the write may have been made.
     #[error("database unavailable during `{operation}` ({fault}): {source}")]
     Unavailable {
         operation: &'static str,
@@ -253,7 +262,10 @@ impl Database {
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(limit)
-            .after_connect(move |connection, _| Box::pin(configure(connection, session.clone())))
+            .after_connect({
+                let session = session.clone();
+                move |connection, _| Box::pin(configure(connection, session.clone()))
+            })
             .before_acquire({
                 let faults = faults.clone();
                 move |_, metadata| {
@@ -270,12 +282,14 @@ impl Database {
                     })
                 }
             })
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
         Ok(Self {
             pool,
             backend,
             timeout,
             faults,
+            options,
+            session,
         })
     }
 
@@ -355,30 +369,49 @@ impl Database {
         }
     }
 
-    /// Writes one row to a table of its own (`nebula_write_probe`, made
-    /// here when missing) and commits it: whether the database takes
+    /// Writes one row to a table of its own ([`PROBE_TABLE`]) on a
+    /// connection opened for it, and commits: whether the database takes
     /// writes again after a write fault. A committed write needs what any
-    /// other does: room on the disk, a writable file, the write lock.
+    /// other does: room on the disk, a writable file, the write lock. A
+    /// fresh connection, because a pooled one may have been opened while
+    /// the file could not be written, and SQLite keeps such a connection
+    /// read-only.
     ///
     /// # Errors
     /// [`DbError`] when the write does not commit, in time.
     pub async fn probe_write(&self) -> Result<(), DbError> {
         self.run("probe_write", async {
-            sqlx::query(
-                "CREATE TABLE IF NOT EXISTS nebula_write_probe (id BIGINT PRIMARY KEY, written_at BIGINT NOT NULL)",
-            )
-            .execute(&self.pool)
-            .await?;
-            sqlx::query(
-                "INSERT INTO nebula_write_probe (id, written_at) VALUES (1, $1)
-                 ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
-            )
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await
-            .map(drop)
+            let mut connection = AnyConnection::connect_with(&self.options).await?;
+            let written = async {
+                configure(&mut connection, self.session.clone()).await?;
+                match upsert_probe(&mut connection).await {
+                    // Made at migration; an older release migrated this
+                    // database, or the migration could not make it.
+                    Err(error) if is_missing_table(&error) => {
+                        connection.execute(PROBE_TABLE).await?;
+                        upsert_probe(&mut connection).await
+                    }
+                    written => written,
+                }
+            }
+            .await;
+            connection.close().await.ok();
+            written
         })
         .await
+    }
+
+    /// Closes every pooled connection: the idle ones now, the busy ones
+    /// when they are handed back. While the database is read-only, before
+    /// each probe: SQLite shares one map of a file's `-shm` among all of a
+    /// process's connections to it, and one mapped while the volume was
+    /// read-only keeps every new connection read-only, until all of them
+    /// are closed.
+    pub async fn reopen_connections(&self) {
+        self.faults.retire_connections();
+        while let Some(connection) = self.pool.try_acquire() {
+            connection.close().await.ok();
+        }
     }
 
     /// Asks the database whether it answers.
@@ -434,6 +467,26 @@ async fn released_outside_transaction(connection: &mut AnyConnection) -> Result<
         return Ok(false);
     }
     Ok(true)
+}
+
+/// Writes the probe's row.
+async fn upsert_probe(connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO nebula_write_probe (id, written_at) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+    )
+    .bind(now_ms())
+    .execute(connection)
+    .await
+    .map(drop)
+}
+
+/// Whether `error` says a table does not exist (PostgreSQL's 42P01,
+/// SQLite's "no such table").
+fn is_missing_table(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|error| {
+        error.code().as_deref() == Some("42P01") || error.message().starts_with("no such table")
+    })
 }
 
 /// Runs `session` on a new connection.
@@ -567,9 +620,11 @@ mod tests {
 
     /// A database out of room (SQLite's page limit stands in for a full
     /// disk: the same `SQLITE_FULL`) is a write fault: transient, named,
-    /// and in force until a probe write succeeds, not a plain failure.
+    /// and in force after reads succeed, not a plain failure. (What ends it,
+    /// a probe write on a fresh connection, is in the binary tests, on a
+    /// volume that really fills: the page limit is this connection's own.)
     #[tokio::test]
-    async fn a_full_database_is_a_write_fault_until_a_probe_write_succeeds() {
+    async fn a_full_database_is_a_write_fault_that_reads_do_not_end() {
         let folder = tempfile::tempdir().expect("temporary folder");
         let database = sqlite(&folder, 1, "mode=rwc");
         execute(&database, "CREATE TABLE t (v TEXT)").await.unwrap();
@@ -613,15 +668,6 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 0);
         assert_eq!(database.faults().write_fault(), Some(Fault::DiskFull));
-
-        sqlx::raw_sql("PRAGMA max_page_count = 1073741823")
-            .execute(database.pool())
-            .await
-            .unwrap();
-        let wrote = database.probe_write().await.is_ok();
-        database.faults().probe(wrote);
-        assert!(wrote, "the probe writes once there is room");
-        assert_eq!(database.faults().write_fault(), None);
     }
 
     /// A database opened read-only refuses writes with a read-only fault;
@@ -665,7 +711,9 @@ mod tests {
                 max_connections: 2,
                 ..Settings::default()
             };
-            Database::open(&settings, Duration::from_millis(300)).unwrap()
+            // busy_timeout is a tenth below it: room for SQLite's answer
+            // to come before the call's own deadline.
+            Database::open(&settings, Duration::from_secs(1)).unwrap()
         };
         execute(&database, "CREATE TABLE t (v BIGINT)")
             .await

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Database, Migration, OpenError, migrate};
+use super::{Database, Fault, Migration, OpenError, migrate};
 use crate::{
     readiness::{Degradation, Gate},
     settings::duration_ms,
@@ -172,18 +172,18 @@ pub async fn supervise(supervised: Supervised, draining: CancellationToken) -> T
             () = draining.cancelled() => return Ok(()),
             _ = checks.tick() => {}
         }
-        let (answered, wrote) = tokio::join!(database.ping(), async {
-            // Only while a write fault is in force: nothing else ends one,
-            // and without one the service's own writes are the test.
-            if database.faults().write_fault().is_some() {
-                Some(database.probe_write().await.is_ok())
-            } else {
-                None
+        let (answered, ()) = tokio::join!(database.ping(), async {
+            // Only while a write fault is in force: nothing else ends one.
+            let Some(fault) = database.faults().write_fault() else {
+                return;
+            };
+            if fault == Fault::ReadOnly {
+                database.reopen_connections().await;
+            }
+            if database.probe_write().await.is_ok() {
+                database.faults().probe_wrote(fault);
             }
         });
-        if let Some(wrote) = wrote {
-            database.faults().probe(wrote);
-        }
         database.faults().publish();
         let healthy = answered.is_ok();
         if healthy != gate.is_open() {
