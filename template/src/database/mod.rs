@@ -523,6 +523,15 @@ mod tests {
 
     /// A SQLite database in a temporary folder, with a pool of `connections`.
     fn sqlite(folder: &tempfile::TempDir, connections: u32, query: &str) -> Database {
+        sqlite_with_timeout(folder, connections, query, TIMEOUT)
+    }
+
+    fn sqlite_with_timeout(
+        folder: &tempfile::TempDir,
+        connections: u32,
+        query: &str,
+        timeout: Duration,
+    ) -> Database {
         let settings = Settings {
             url: DatabaseUrl::new(format!(
                 "sqlite://{}/test.db?{query}",
@@ -531,7 +540,7 @@ mod tests {
             max_connections: connections,
             ..Settings::default()
         };
-        Database::open(&settings, TIMEOUT).expect("the pool is set up")
+        Database::open(&settings, timeout).expect("the pool is set up")
     }
 
     async fn execute(database: &Database, sql: &'static str) -> Result<(), DbError> {
@@ -628,10 +637,6 @@ mod tests {
         let folder = tempfile::tempdir().expect("temporary folder");
         let database = sqlite(&folder, 1, "mode=rwc");
         execute(&database, "CREATE TABLE t (v TEXT)").await.unwrap();
-        database
-            .probe_write()
-            .await
-            .expect("the probe's table is made");
         let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
             .fetch_one(database.pool())
             .await
@@ -702,19 +707,9 @@ mod tests {
     #[tokio::test]
     async fn a_write_lock_held_elsewhere_is_a_locked_fault() {
         let folder = tempfile::tempdir().expect("temporary folder");
-        let database = {
-            let settings = Settings {
-                url: DatabaseUrl::new(format!(
-                    "sqlite://{}/test.db?mode=rwc",
-                    folder.path().display()
-                )),
-                max_connections: 2,
-                ..Settings::default()
-            };
-            // busy_timeout is a tenth below it: room for SQLite's answer
-            // to come before the call's own deadline.
-            Database::open(&settings, Duration::from_secs(1)).unwrap()
-        };
+        // busy_timeout is a tenth below the timeout: room for SQLite's
+        // answer to come before the call's own deadline.
+        let database = sqlite_with_timeout(&folder, 2, "mode=rwc", Duration::from_secs(1));
         execute(&database, "CREATE TABLE t (v BIGINT)")
             .await
             .unwrap();
