@@ -81,7 +81,7 @@ pub fn start(
     context
         .degradations
         .push(Degradation::new("database_writes", move || {
-            faults.write_fault().map(super::Fault::as_str)
+            faults.write_fault().map(Fault::as_str)
         }));
     let connected = Connected::default();
     context.tasks.spawn(
