@@ -7,7 +7,8 @@
 //! [`Faults`] keeps what the service knows now, so that a fault is logged
 //! once when it starts and once when it ends instead of once per request:
 //! - a *write fault* (disk full, read-only, locked, an I/O error) stays in
-//!   force until a background probe's write succeeds ([`Faults::probe`]).
+//!   force until a background probe's write succeeds
+//!   ([`Faults::probe_wrote`]; `Database::probe_write`).
 //!   Reads still work meanwhile, so the replica stays ready: on a shared
 //!   volume or database every replica has the fault, and none should leave
 //!   the load balancer for it. It shows in `/readyz`'s body and in the
@@ -16,8 +17,9 @@
 //!   one call; the next call that succeeds ends it. An unreachable database
 //!   also closes the readiness gate, as before ([`super::supervise`]).
 //!
-//! A read-only fault also retires every pooled connection opened before
-//! it ([`Faults::is_retired`]): SQLite opens a file it cannot write
+//! A read-only fault also retires the pooled connections opened before it
+//! starts and before it ends ([`Faults::is_retired`]; the health check
+//! closes them before each probe too): SQLite opens a file it cannot write
 //! read-only and keeps it so after the volume turns writable again, and a
 //! PostgreSQL session stays on the standby it reached. Fresh connections
 //! see the database as it is now.
