@@ -25,7 +25,7 @@
 //! lock held elsewhere, a killed connection) are told apart from refusals
 //! ([`Fault`], [`Faults`]): callers answer them with 503 and `Retry-After`,
 //! and the service heals without a restart. A connection never goes back
-//! to the pool inside a transaction ([`released_outside_transaction`]).
+//! to the pool inside a transaction (`released_outside_transaction`).
 //!
 //! SQL text is shared between the engines: `$1` placeholders, integers as
 //! `BIGINT`, times as milliseconds since the Unix epoch.
@@ -358,7 +358,7 @@ impl Database {
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (the write
     /// lock up front), `BEGIN` on PostgreSQL. Dropping it uncommitted rolls
     /// it back; its connection goes back to the pool only once it is
-    /// outside the transaction ([`released_outside_transaction`]).
+    /// outside the transaction (`released_outside_transaction`).
     ///
     /// # Errors
     /// When no connection or lock is available in time.
