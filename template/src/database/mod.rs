@@ -446,12 +446,12 @@ pub fn ms(duration: Duration) -> i64 {
 /// Whether a connection handed back may be pooled again: not while it is
 /// inside a transaction, which every later user would run in (on SQLite,
 /// every later `BEGIN IMMEDIATE` would fail: "attempted to call
-/// `begin_with` at non-zero transaction depth"). A transaction dropped uncommitted
-/// queues its rollback; the ping runs it. Still inside afterwards means
-/// the rollback failed: on SQLite, because SQLite had already rolled the
-/// transaction back itself (it may after `SQLITE_FULL`, `SQLITE_IOERR` or
-/// `SQLITE_BUSY`), and sqlx counts it as open for good. That connection is
-/// closed, and the pool opens a fresh one when needed.
+/// `begin_with` at non-zero transaction depth"). A transaction dropped
+/// uncommitted queues its rollback; the ping runs it. Still inside
+/// afterwards means the rollback failed: on SQLite, because SQLite had
+/// already rolled the transaction back itself (it may after `SQLITE_FULL`,
+/// `SQLITE_IOERR` or `SQLITE_BUSY`), and sqlx counts it as open for good.
+/// That connection is closed, and the pool opens a fresh one when needed.
 ///
 /// sqlx's own check on release (a ping) only closes connections that no
 /// longer answer; this is why the pool has this hook.
