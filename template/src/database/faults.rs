@@ -17,6 +17,11 @@
 //!   one call; the next call that succeeds ends it. An unreachable database
 //!   also closes the readiness gate, as before ([`super::supervise`]).
 //!
+//! A failure is news only if its call started after the last fault ended:
+//! the calls that were already waiting when a fault ended (a write lock's
+//! waiters, whose `busy_timeout` runs out as it is released) fail late,
+//! and would otherwise start it again at once ([`CallStart`]).
+//!
 //! A read-only fault also retires the pooled connections opened before it
 //! starts and before it ends ([`Faults::is_retired`]; the health check
 //! closes them before each probe too): SQLite opens a file it cannot write
@@ -185,6 +190,11 @@ impl std::fmt::Display for Fault {
 /// Slot value for "no fault".
 const NONE: u8 = 0;
 
+/// When a database call started, as [`Faults::met`] needs to know: how many
+/// faults had ended by then.
+#[derive(Debug, Clone, Copy)]
+pub struct CallStart(u64);
+
 /// What the service knows about the database's faults now; shared by every
 /// clone of the database handle, cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -196,6 +206,8 @@ struct State {
     write: AtomicU8,
     /// The last passing fault met since a call last succeeded, or [`NONE`].
     passing: AtomicU8,
+    /// How many faults, of either kind, have ended.
+    endings: AtomicU64,
     /// Connections opened at or before this many milliseconds after
     /// `origin` are closed instead of used (0: none).
     retired_until_ms: AtomicU64,
@@ -207,6 +219,7 @@ impl Default for State {
         Self {
             write: AtomicU8::new(NONE),
             passing: AtomicU8::new(NONE),
+            endings: AtomicU64::new(0),
             retired_until_ms: AtomicU64::new(0),
             origin: Instant::now(),
         }
@@ -262,9 +275,33 @@ impl Faults {
         millis(self.0.origin.elapsed())
     }
 
-    /// Records that `operation` met `fault`. Logs at WARN when that changes
-    /// what is known (a new fault, or another one), at DEBUG otherwise.
-    pub fn met(&self, fault: Fault, operation: &'static str, error: &dyn std::fmt::Display) {
+    /// Taken when a call starts, for [`Faults::met`].
+    #[must_use]
+    pub fn call_start(&self) -> CallStart {
+        CallStart(self.0.endings.load(Ordering::Relaxed))
+    }
+
+    /// Records that `operation`, a call that began at `started`, met
+    /// `fault`. Logs at WARN when that changes what is known (a new fault,
+    /// or another one), at DEBUG otherwise. A call that began before a
+    /// fault ended changes nothing: it may have met the fault that ended,
+    /// and if not, the next call meets its fault again.
+    pub fn met(
+        &self,
+        fault: Fault,
+        operation: &'static str,
+        error: &dyn std::fmt::Display,
+        started: CallStart,
+    ) {
+        if self.0.endings.load(Ordering::Relaxed) != started.0 {
+            tracing::debug!(
+                db.operation = operation,
+                error.kind = fault.as_str(),
+                %error,
+                "database call failed; it began before a fault ended"
+            );
+            return;
+        }
         let slot = if fault.is_write_fault() {
             &self.0.write
         } else {
@@ -310,6 +347,7 @@ impl Faults {
             return;
         }
         if let Some(fault) = Fault::from_u8(self.0.passing.swap(NONE, Ordering::Relaxed)) {
+            self.0.endings.fetch_add(1, Ordering::Relaxed);
             tracing::info!(db.fault = fault.as_str(), "database fault cleared");
         }
     }
@@ -326,6 +364,7 @@ impl Faults {
         if ended.is_err() {
             return;
         }
+        self.0.endings.fetch_add(1, Ordering::Relaxed);
         if tested == Fault::ReadOnly {
             // Connections opened while it lasted may be read-only.
             self.retire_connections();
@@ -346,7 +385,12 @@ mod tests {
     #[test]
     fn a_write_fault_lasts_until_a_probe_write_succeeds() {
         let faults = Faults::default();
-        faults.met(Fault::DiskFull, "insert", &"database or disk is full");
+        faults.met(
+            Fault::DiskFull,
+            "insert",
+            &"database or disk is full",
+            faults.call_start(),
+        );
         assert_eq!(faults.write_fault(), Some(Fault::DiskFull));
         // A read, or any other call, succeeding says nothing about writes.
         faults.succeeded();
@@ -355,6 +399,7 @@ mod tests {
             Fault::ReadOnly,
             "insert",
             &"attempt to write a readonly database",
+            faults.call_start(),
         );
         assert_eq!(faults.write_fault(), Some(Fault::ReadOnly));
         // A probe sent while the disk was full ended after another fault
@@ -373,7 +418,12 @@ mod tests {
             !faults.is_retired(opened_long_ago),
             "no fault, none retired"
         );
-        faults.met(Fault::DiskFull, "insert", &"database or disk is full");
+        faults.met(
+            Fault::DiskFull,
+            "insert",
+            &"database or disk is full",
+            faults.call_start(),
+        );
         assert!(
             !faults.is_retired(opened_long_ago),
             "only read-only retires"
@@ -382,6 +432,7 @@ mod tests {
             Fault::ReadOnly,
             "insert",
             &"attempt to write a readonly database",
+            faults.call_start(),
         );
         assert!(faults.is_retired(opened_long_ago));
         // Past the millisecond of the fault, a new connection is usable.
@@ -390,10 +441,45 @@ mod tests {
     }
 
     #[test]
+    fn a_call_that_began_before_a_fault_ended_does_not_start_it_again() {
+        let faults = Faults::default();
+        let waiting = faults.call_start();
+        faults.met(
+            Fault::Locked,
+            "insert",
+            &"database is locked",
+            faults.call_start(),
+        );
+        faults.probe_wrote(Fault::Locked);
+        // A write that waited for the lock all along gives up just after
+        // it was released.
+        faults.met(Fault::Locked, "insert", &"database is locked", waiting);
+        assert_eq!(faults.write_fault(), None);
+        // A call that begins now and meets it: the lock is held again.
+        faults.met(
+            Fault::Locked,
+            "insert",
+            &"database is locked",
+            faults.call_start(),
+        );
+        assert_eq!(faults.write_fault(), Some(Fault::Locked));
+    }
+
+    #[test]
     fn a_passing_fault_never_refuses_writes() {
         let faults = Faults::default();
-        faults.met(Fault::ConnectionLost, "insert", &"connection reset");
-        faults.met(Fault::Conflict, "insert", &"could not serialize access");
+        faults.met(
+            Fault::ConnectionLost,
+            "insert",
+            &"connection reset",
+            faults.call_start(),
+        );
+        faults.met(
+            Fault::Conflict,
+            "insert",
+            &"could not serialize access",
+            faults.call_start(),
+        );
         assert_eq!(faults.write_fault(), None);
     }
 }

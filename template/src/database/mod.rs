@@ -50,7 +50,7 @@ use sqlx::{
 use tracing::Instrument;
 
 pub use self::{
-    faults::{Fault, Faults, WRITE_FAULT},
+    faults::{CallStart, Fault, Faults, WRITE_FAULT},
     migrations::{MigrateCommandError, Migration, MigrationError, migrate, migrate_command},
     settings::{Backend, DEFAULT_URL, DatabaseUrl, Settings},
     supervisor::{Connected, Started, Supervised, jittered, start, supervise},
@@ -326,6 +326,7 @@ impl Database {
         // the failure below carries `db.operation` itself. Raise this
         // module's level to see the span in logs and traces.
         let span = tracing::debug_span!("db.query", db.operation = operation);
+        let started = self.faults.call_start();
         async {
             let result = match tokio::time::timeout(self.timeout, call).await {
                 Ok(Ok(value)) => {
@@ -340,7 +341,7 @@ impl Database {
             };
             match &result {
                 DbError::Unavailable { fault, source, .. } => {
-                    self.faults.met(*fault, operation, source);
+                    self.faults.met(*fault, operation, source, started);
                 }
                 DbError::Timeout { .. } | DbError::Failed { .. } => tracing::warn!(
                     db.operation = operation,

@@ -28,7 +28,9 @@ use tempfile::TempDir;
 use crate::{
     load::{Load, Tally},
     metrics_text::{sample, series},
-    support::{Answer, Counts, Process, WAIT_LIMIT, answer, client, runtime, serial, summary},
+    support::{
+        Answer, Counts, Logs, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
+    },
     test_database::{Engine, TestDatabase},
 };
 
@@ -145,10 +147,12 @@ async fn write_fault_gauge(process: &Process, fault: &str) -> Option<f64> {
 }
 
 /// The fault's log lines: one when it started, naming `fault`, and one
-/// when it ended, however many requests it refused meanwhile.
-fn assert_logged_once(process: &Process, fault: &str) {
-    let started = process.logs.with_message("database refuses writes");
-    let ended = process.logs.with_message("database takes writes again");
+/// when it ended, however many requests it refused meanwhile. Read from an
+/// exited process's logs: a running one may not have written the last
+/// line yet when `/readyz` already shows the fault ended.
+fn assert_logged_once(logs: &Logs, fault: &str) {
+    let started = logs.with_message("database refuses writes");
+    let ended = logs.with_message("database takes writes again");
     assert_eq!(started.len(), 1, "one start logged: {started:#?}");
     assert_eq!(started[0]["db.fault"], fault, "{started:#?}");
     assert_eq!(ended.len(), 1, "one end logged: {ended:#?}");
@@ -170,8 +174,14 @@ fn assert_only_accepted_or_retryable(tally: &Tally) {
 }
 
 /// Ends the test: the service takes writes again without a restart, every
-/// acknowledged write is kept, and it exits cleanly.
-async fn assert_whole_again(process: Process, database: &TestDatabase, load: Load, scenario: &str) {
+/// acknowledged write is kept, and it exits cleanly. Returns the exited
+/// process's logs, all of them read.
+async fn assert_whole_again(
+    process: Process,
+    database: &TestDatabase,
+    load: Load,
+    scenario: &str,
+) -> Logs {
     let accepted_before = load.accepted();
     load.wait_for_accepted(accepted_before + 20).await;
     load.stop.store(true, Ordering::SeqCst);
@@ -196,6 +206,7 @@ async fn assert_whole_again(process: Process, database: &TestDatabase, load: Loa
     );
     assert!(lost.is_empty(), "lost work: {lost:#?}");
     assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
+    exited.logs
 }
 
 /// The SQLite file's volume fills up while clients write: writes get 503
@@ -233,8 +244,8 @@ fn sqlite_on_a_full_disk_answers_503_and_heals_when_room_is_freed() {
         fs::remove_file(&filler).expect("the filler is removed");
         until_write_fault(&process, None).await;
         assert_eq!(write_fault_gauge(&process, "disk_full").await, Some(0.0));
-        assert_logged_once(&process, "disk_full");
-        assert_whole_again(process, &database, load, "sqlite-disk-full").await;
+        let logs = assert_whole_again(process, &database, load, "sqlite-disk-full").await;
+        assert_logged_once(&logs, "disk_full");
     });
 }
 
@@ -278,8 +289,8 @@ fn sqlite_that_cannot_be_written_from_the_start_serves_reads_and_heals() {
 
         volume.remount(false);
         until_write_fault(&process, None).await;
-        assert_logged_once(&process, "read_only");
-        assert_whole_again(process, &database, load, "sqlite-read-only").await;
+        let logs = assert_whole_again(process, &database, load, "sqlite-read-only").await;
+        assert_logged_once(&logs, "read_only");
     });
 }
 
@@ -322,8 +333,8 @@ fn sqlite_write_lock_held_by_another_process_answers_503_until_released() {
         holder.close().await.ok();
 
         until_write_fault(&process, None).await;
-        assert_logged_once(&process, "locked");
-        assert_whole_again(process, &database, load, "sqlite-locked").await;
+        let logs = assert_whole_again(process, &database, load, "sqlite-locked").await;
+        assert_logged_once(&logs, "locked");
     });
 }
 
