@@ -8,7 +8,9 @@
 //! there with `database=sqlite` (the default) and gone with
 //! `database=postgres`, which changes nothing but the deployment files, their
 //! tests and the README (and nothing at all for the other types, or without
-//! deployment files).
+//! deployment files). Every type carries the runtime crate, `runtime/`,
+//! byte for byte as `template/runtime/` holds it: never rendered, never
+//! shaped by type.
 //!
 //! Cheap (no build): generation only.
 
@@ -16,7 +18,7 @@ mod common;
 
 use std::{fs, path::Path};
 
-use common::{Generated, SERVICE_TYPES, files_below, read_text};
+use common::{Generated, SERVICE_TYPES, files_below, raw_template_dir, read_text};
 
 /// The `rust-version` generated projects declare.
 const GENERATED_RUST_VERSION: &str = "1.92";
@@ -108,6 +110,14 @@ fn has_its_own_files(service_type: &'static str) {
 
     check_default_config(project, service_type, &mut problems);
     check_manifest(project, service_type, &mut problems);
+    problems.extend(
+        differences(
+            &raw_template_dir().join("runtime"),
+            &project.join("runtime"),
+        )
+        .into_iter()
+        .map(|file| format!("runtime/{file} is not template/runtime/{file}, byte for byte")),
+    );
     problems.extend(check_deployment_and_ci_present(project));
     problems.extend(check_optional(project, "database", &CLAIM, true));
     if !project.join("deny.toml").is_file() {

@@ -2,7 +2,7 @@
 //! Nebula service has a capacity, so that overload turns into refusals (503)
 //! instead of memory growth.
 //!
-//! A textual scan of the generated `src/` and `tests/` (comment lines are
+//! A textual scan of the generated `src/`, `tests/` and `runtime/src/` (comment lines are
 //! skipped). It looks for:
 //! - Tokio: `unbounded_channel`, `UnboundedSender`, `UnboundedReceiver`;
 //! - std: `mpsc::channel()` (std's `channel` takes no capacity; Tokio's
@@ -85,11 +85,11 @@ fn findings_in_line(code: &str) -> Vec<String> {
     found
 }
 
-/// Every finding in the `.rs` files below `project/src` and `project/tests`,
-/// as `path:line: what`.
+/// Every finding in the `.rs` files below `project/src`, `project/tests`
+/// and `project/runtime/src`, as `path:line: what`.
 fn unbounded_channels_in(project: &Path) -> Vec<String> {
     let mut findings = Vec::new();
-    for folder in ["src", "tests"] {
+    for folder in ["src", "tests", "runtime/src"] {
         let root = project.join(folder);
         for relative in files_below(&root) {
             if relative.extension().is_none_or(|ext| ext != "rs") {

@@ -7,20 +7,18 @@
 
 pub mod cli;
 pub mod database;
-pub mod exit;
 pub mod healthcheck;
 pub mod http;
-#[cfg(feature = "otel")]
-pub mod otel;
-pub mod prometheus;
-pub mod readiness;
 pub mod service;
 pub mod settings;
-pub mod shutdown;
 pub mod tasks;
-pub mod telemetry;
 pub mod timeouts;
-pub mod trace_context;
+
+// The runtime's modules under the paths this crate's code uses; the rest of
+// the machinery above moves into the runtime crate in the next steps.
+#[cfg(feature = "otel")]
+pub use nebula_runtime::otel;
+pub use nebula_runtime::{exit, prometheus, readiness, shutdown, telemetry, trace_context};
 
 /// The code specific to this service type.
 pub mod {{service_type}};
@@ -28,11 +26,11 @@ pub mod {{service_type}};
 /// The kind of service this crate was generated as.
 pub const SERVICE_KIND: &str = "{{service_type}}";
 
+pub use nebula_runtime::{Exit, Shutdown, Signals};
+
 pub use self::{
-    exit::Exit,
     service::{RunError, Service, Stopped},
     settings::Settings,
-    shutdown::{Shutdown, Signals},
 };
 
 /// Runs the service until SIGTERM or SIGINT, then drains it; a second signal

@@ -176,7 +176,7 @@ impl Service {
             degradations: &mut degradations,
         })
         .map_err(RunError::Start)?;
-        prometheus::describe_service();
+        prometheus::describe_service(crate::SERVICE_KIND, env!("CARGO_PKG_VERSION"));
         describe_metrics();
         // Outside the supervised tasks, which the drain waits for: it is
         // stopped below, once the drain has ended.

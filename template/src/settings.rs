@@ -9,10 +9,14 @@
 
 mod layers;
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::filter::{LevelFilter, Targets};
+
+pub use nebula_runtime::{
+    settings::{Problems, duration_ms},
+    telemetry::{LogFormat, LogSettings},
+};
 
 pub use self::layers::{Origin, SettingsError};
 use crate::{prometheus, timeouts};
@@ -93,90 +97,6 @@ impl Settings {
         self.database.validate(problems);
         self.{{service_type}}.validate(problems);
     }
-}
-
-/// Out-of-range values found by validation, each with its dotted key.
-#[derive(Debug, Default)]
-pub struct Problems(Vec<(String, String)>);
-
-impl Problems {
-    /// Records that `key` holds an invalid value; `reason` says what is valid.
-    pub fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.0.push((key.into(), reason.into()));
-    }
-
-    /// Records a problem unless `value` is at least 1.
-    pub fn require_positive(&mut self, key: &str, value: u64) {
-        if value == 0 {
-            self.add(key, "must be at least 1");
-        }
-    }
-
-    /// Records a problem unless `value` is within `1..=max`. Capacities
-    /// have a ceiling: a bound in the millions is no bound at all, and the
-    /// Tokio primitives behind them panic far above it.
-    pub fn require_capacity(&mut self, key: &str, value: usize, max: usize) {
-        if value == 0 || value > max {
-            self.add(key, format!("must be between 1 and {max}"));
-        }
-    }
-
-    pub(crate) fn into_inner(self) -> Vec<(String, String)> {
-        self.0
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSettings {
-    /// Filter directives such as `info` or `info,my_crate=debug`.
-    /// `RUST_LOG`, when set, replaces this value.
-    pub level: String,
-    pub format: LogFormat,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-            format: LogFormat::Text,
-        }
-    }
-}
-
-impl LogSettings {
-    /// Accepts `level` and `target=level` directives, comma-separated.
-    /// `Targets` alone would read a misspelt level (`inof`) as a target name
-    /// and silently log nothing, so each level is checked here.
-    fn validate(&self, problems: &mut Problems) {
-        let valid = !self.level.trim().is_empty()
-            && self.level.split(',').all(|directive| {
-                let level = directive
-                    .rsplit_once('=')
-                    .map_or(directive, |(_, level)| level);
-                LevelFilter::from_str(level.trim()).is_ok()
-            })
-            && Targets::from_str(&self.level).is_ok();
-        if !valid {
-            problems.add(
-                "log.level",
-                format!(
-                    "\"{}\" is not a valid filter; use a level (error, warn, info, debug, trace, off), optionally per target: \"warn,my_crate=debug\"",
-                    self.level
-                ),
-            );
-        }
-    }
-}
-
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines, for a terminal.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,12 +209,6 @@ impl ShutdownSettings {
     }
 }
 
-/// A duration as whole milliseconds, the unit every `*_ms` setting uses.
-#[must_use]
-pub fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +244,8 @@ mod tests {
     fn defaults_are_valid() {
         let mut problems = Problems::default();
         Settings::default().validate(&mut problems);
-        assert!(problems.0.is_empty(), "{:?}", problems.0);
+        let problems = problems.into_inner();
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

@@ -888,7 +888,8 @@ pub fn prepare_dependencies(service_type: &str, project: &Path) -> &'static [&'s
             assert!(
                 added.is_empty() && dropped.is_empty(),
                 "[{service_type}] template/locks/{service_type}.Cargo.lock no longer matches the \
-                 dependencies in template/Cargo.toml (cargo added {added:?} and dropped {dropped:?}). \
+                 dependencies in template/Cargo.toml.liquid and template/runtime/Cargo.toml \
+                 (cargo added {added:?} and dropped {dropped:?}). \
                  Regenerate the locks with `scripts/refresh-locks`, run the tests, and commit them."
             );
             &["--locked"]

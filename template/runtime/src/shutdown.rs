@@ -16,6 +16,7 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
+    /// A handle on which no shutdown was requested yet.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -32,6 +33,7 @@ impl Shutdown {
         self.force.cancel();
     }
 
+    /// Whether a drain was requested (or forced).
     #[must_use]
     pub fn is_requested(&self) -> bool {
         self.drain.is_cancelled()

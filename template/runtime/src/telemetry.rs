@@ -9,16 +9,82 @@ use std::{
     str::FromStr,
 };
 
-use tracing_subscriber::{filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::{
+    filter::{LevelFilter, Targets},
+    fmt,
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
-use crate::settings::{LogFormat, LogSettings};
+use crate::settings::Problems;
 
+/// The `[log]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Filter directives such as `info` or `info,my_crate=debug`.
+    /// `RUST_LOG`, when set, replaces this value.
+    pub level: String,
+    /// Text for a terminal, JSON for a log collector.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl LogSettings {
+    /// Accepts `level` and `target=level` directives, comma-separated.
+    /// `Targets` alone would read a misspelt level (`inof`) as a target name
+    /// and silently log nothing, so each level is checked here.
+    /// Records a `log.level` that is not a valid filter in `problems`.
+    pub fn validate(&self, problems: &mut Problems) {
+        let valid = !self.level.trim().is_empty()
+            && self.level.split(',').all(|directive| {
+                let level = directive
+                    .rsplit_once('=')
+                    .map_or(directive, |(_, level)| level);
+                LevelFilter::from_str(level.trim()).is_ok()
+            })
+            && Targets::from_str(&self.level).is_ok();
+        if !valid {
+            problems.add(
+                "log.level",
+                format!(
+                    "\"{}\" is not a valid filter; use a level (error, warn, info, debug, trace, off), optionally per target: \"warn,my_crate=debug\"",
+                    self.level
+                ),
+            );
+        }
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Why logging could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    /// `log.level` does not parse.
     #[error("log.level is not a valid filter: {0}")]
     Filter(#[from] tracing_subscriber::filter::ParseError),
+    /// Something else installed the process's subscriber first.
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
+    /// The `OTEL_*` variables are not usable.
     #[cfg(feature = "otel")]
     #[error("the OTEL_* variables do not configure a trace exporter")]
     Export(#[from] crate::otel::ExportError),

@@ -56,6 +56,7 @@ const SECONDS_BUCKETS: [f64; 16] = [
 /// Name of the gauge that is 1 and carries the service kind and version.
 pub const SERVICE_INFO: &str = "nebula_service_info";
 
+/// The `[metrics]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -71,6 +72,7 @@ impl Default for Settings {
     }
 }
 
+/// Another recorder holds the process's `metrics` facade.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot install the metrics recorder: {0}")]
 pub struct RecorderError(String);
@@ -92,16 +94,17 @@ pub fn recorder() -> Result<Arc<Registry>, RecorderError> {
         .clone()
 }
 
-/// Publishes [`SERVICE_INFO`] for this build.
-pub fn describe_service() {
+/// Publishes [`SERVICE_INFO`] for the service of this `kind` (`api`,
+/// `worker`, `scheduler`) and `version` (its package's, not the runtime's).
+pub fn describe_service(kind: &'static str, version: &'static str) {
     metrics::describe_gauge!(
         SERVICE_INFO,
         "Always 1; the labels say which service kind and version runs"
     );
     metrics::gauge!(
         SERVICE_INFO,
-        "kind" => crate::SERVICE_KIND,
-        "version" => env!("CARGO_PKG_VERSION"),
+        "kind" => kind,
+        "version" => version,
     )
     .set(1.0);
 }

@@ -46,14 +46,18 @@ const PROTOCOL: &str = "http/protobuf";
 /// Why the `OTEL_*` variables do not make an exporter.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// The exporter could not be built from them.
     #[error(transparent)]
     Build(#[from] ExporterBuildError),
     #[error(
         "{variable}={value:?} is not supported by this build: the accepted value is {PROTOCOL} \
          (gRPC needs opentelemetry-otlp's grpc-tonic feature)"
     )]
+    /// A protocol this build does not speak.
     Protocol {
+        /// The variable that names it.
         variable: &'static str,
+        /// What it says.
         value: String,
     },
 }

@@ -69,11 +69,13 @@ impl Registry {
         read(&self.descriptions).get(name).cloned()
     }
 
+    /// Every counter's series and value now.
     #[must_use]
     pub fn counters(&self) -> Snapshot<u64> {
         snapshot(&self.counters, |value| value.load(Ordering::Relaxed))
     }
 
+    /// Every gauge's series and value now.
     #[must_use]
     pub fn gauges(&self) -> Snapshot<f64> {
         snapshot(&self.gauges, |value| {
@@ -81,6 +83,7 @@ impl Registry {
         })
     }
 
+    /// Every histogram's series and buckets now.
     #[must_use]
     pub fn histograms(&self) -> Snapshot<HistogramSnapshot> {
         snapshot(&self.histograms, Buckets::snapshot)

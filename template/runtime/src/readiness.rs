@@ -28,6 +28,7 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// A gate named `name` (as `/readyz` lists it), closed until set.
     #[must_use]
     pub fn closed(name: &'static str) -> Self {
         Self {
@@ -36,10 +37,12 @@ impl Gate {
         }
     }
 
+    /// Opens or closes it.
     pub fn set(&self, open: bool) {
         self.open.store(open, Ordering::Relaxed);
     }
 
+    /// Whether it is open.
     #[must_use]
     pub fn is_open(&self) -> bool {
         self.open.load(Ordering::Relaxed)
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Degradation {
 /// Why the service is not ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotReady {
+    /// The drain has started: the service takes no new work.
     Draining,
     /// The names of the closed gates.
     Waiting(Vec<&'static str>),
@@ -95,6 +99,8 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Readiness that ends when `draining` fires and waits for every gate
+    /// in `gates`; `degradations` are reported but do not make it unready.
     #[must_use]
     pub fn new(
         draining: CancellationToken,
