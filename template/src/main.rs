@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     if let Some(Command::Healthcheck) = cli.command {
         return check_health(&settings);
     }
-    let telemetry = match telemetry::init(&settings.log) {
+    let telemetry = match telemetry::init(&settings.log, env!("CARGO_PKG_NAME")) {
         Ok(telemetry) => telemetry,
         Err(error) => return fail(Exit::ConfigError, &error.into()),
     };

@@ -66,16 +66,20 @@ pub enum ExportError {
 #[derive(Debug)]
 pub struct Export {
     provider: SdkTracerProvider,
+    /// The service's package name, which names its tracer.
+    service_name: &'static str,
 }
 
 impl Export {
     /// The pipeline the environment asks for: `None` when no endpoint
-    /// variable is set, or `OTEL_SDK_DISABLED` is `true`.
+    /// variable is set, or `OTEL_SDK_DISABLED` is `true`. Spans carry
+    /// `service_name` (the service's package name) as `service.name`
+    /// unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` name it.
     ///
     /// # Errors
     /// When a variable holds a value the exporter refuses (a bad endpoint
     /// URL, a protocol other than `http/protobuf`).
-    pub fn from_env() -> Result<Option<Self>, ExportError> {
+    pub fn from_env(service_name: &'static str) -> Result<Option<Self>, ExportError> {
         let disabled =
             var("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true"));
         if disabled || !ENDPOINT_VARIABLES.iter().any(|name| var(name).is_some()) {
@@ -94,13 +98,16 @@ impl Export {
                 .any(|pair| pair.trim_start().starts_with("service.name="))
         });
         if var("OTEL_SERVICE_NAME").is_none() && !named_in_attributes {
-            resource = resource.with_service_name(env!("CARGO_PKG_NAME"));
+            resource = resource.with_service_name(service_name);
         }
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource.build())
             .build();
-        Ok(Some(Self { provider }))
+        Ok(Some(Self {
+            provider,
+            service_name,
+        }))
     }
 
     /// The `tracing` layer that hands finished spans to the pipeline.
@@ -109,7 +116,7 @@ impl Export {
     where
         S: Subscriber + for<'span> LookupSpan<'span>,
     {
-        let tracer = self.provider.tracer(env!("CARGO_PKG_NAME"));
+        let tracer = self.provider.tracer(self.service_name);
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_filter(not_from_the_sdk())

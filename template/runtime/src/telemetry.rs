@@ -110,7 +110,9 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber. Call once, before the service starts.
+/// Installs the global subscriber for the service named `service_name`
+/// (its package name: its traces carry it). Call once, before the service
+/// starts.
 ///
 /// The filter is a `Targets` list (`info`, `warn,my_crate=debug`): the
 /// `RUST_LOG` syntax without regular expressions, which keeps `regex` out of
@@ -119,10 +121,20 @@ impl Telemetry {
 /// # Errors
 /// When the filter does not parse, a subscriber is already installed, or
 /// (with the `otel` feature) the `OTEL_*` variables are not valid.
-pub fn init(settings: &LogSettings) -> Result<Telemetry, TelemetryError> {
+pub fn init(
+    settings: &LogSettings,
+    #[cfg_attr(
+        not(feature = "otel"),
+        expect(
+            unused_variables,
+            reason = "it names the service in traces, which only the otel feature exports"
+        )
+    )]
+    service_name: &'static str,
+) -> Result<Telemetry, TelemetryError> {
     let filter = Targets::from_str(&settings.level)?;
     #[cfg(feature = "otel")]
-    let export = crate::otel::Export::from_env()?;
+    let export = crate::otel::Export::from_env(service_name)?;
     let registry = tracing_subscriber::registry().with(filter);
     #[cfg(feature = "otel")]
     let registry = registry.with(export.as_ref().map(crate::otel::Export::layer));
