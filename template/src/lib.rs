@@ -1,37 +1,77 @@
 //! {{description}}
 //!
-//! The binary in `main.rs` only parses the command line and maps the outcome
-//! to an exit code; everything else lives here so tests can run the service
-//! in-process: [`Service::bind`] then [`Service::run`] with a [`Shutdown`]
-//! handle they control.
+//! The service's own code, on the runtime crate (`runtime/`, nebula-runtime)
+//! that holds the machinery: [`App`] tells the runtime who this service is,
+//! its defaults and how it starts, and [`{{service_type}}`] is the code of its
+//! type. The binary in `main.rs` parses the command line and maps the
+//! outcome to an exit code; tests run the service in-process with
+//! [`Service::bind`] then [`Service::run`] and a [`Shutdown`] they control.
 
-pub mod cli;
-pub mod database;
-pub mod healthcheck;
-pub mod http;
-pub mod service;
-pub mod settings;
-pub mod tasks;
-pub mod timeouts;
+use axum::Router;
+use nebula_runtime::{
+    database::Migration,
+    tasks::{BoxError, Context},
+    timeouts::Timeouts,
+};
 
-// The runtime's modules under the paths this crate's code uses; the rest of
-// the machinery above moves into the runtime crate in the next steps.
+pub mod {{service_type}};
+
+// The runtime's modules under the paths this crate's code and tests use.
 #[cfg(feature = "otel")]
 pub use nebula_runtime::otel;
-pub use nebula_runtime::{exit, prometheus, readiness, shutdown, telemetry, trace_context};
-
-/// The code specific to this service type.
-pub mod {{service_type}};
+pub use nebula_runtime::{
+    Exit, RunError, Shutdown, Signals, Stopped, cli, database, exit, healthcheck, http, prometheus,
+    readiness, service, settings, shutdown, tasks, telemetry, timeouts, trace_context,
+};
 
 /// The kind of service this crate was generated as.
 pub const SERVICE_KIND: &str = "{{service_type}}";
 
-pub use nebula_runtime::{Exit, Shutdown, Signals};
+/// Prefix of every environment variable the service reads its settings
+/// from: `{ENV_PREFIX}_SECTION__KEY`.
+pub const ENV_PREFIX: &str = "{{crate_name | shouty_snake_case}}";
 
-pub use self::{
-    service::{RunError, Service, Stopped},
-    settings::Settings,
-};
+/// The port in the default listen address, chosen when the project was
+/// generated.
+pub const DEFAULT_PORT: u16 = {{http_port}};
+
+/// The default `database.url`: a SQLite file under data/ in the working
+/// directory.
+pub const DATABASE_URL: &str = "sqlite://data/{{crate_name}}.db?mode=rwc";
+
+/// The service's settings: the runtime's sections and `[{{service_type}}]`.
+pub type Settings = nebula_runtime::Settings<App>;
+
+/// The service bound to its listeners, ready to run.
+pub type Service = nebula_runtime::BoundService<App>;
+
+/// This service, as the runtime knows it.
+pub struct App;
+
+impl nebula_runtime::Service for App {
+    const KIND: &'static str = SERVICE_KIND;
+    const NAME: &'static str = env!("CARGO_PKG_NAME");
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = env!("CARGO_PKG_DESCRIPTION");
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const DEFAULT_DATABASE_URL: &'static str = DATABASE_URL;
+    /// The Nebula timeout rules; `[timeouts]` overrides them per deployment.
+    const TIMEOUTS: Timeouts = Timeouts {
+        // One operation: a request handled, a job attempt.
+        default_ms: 30_000,
+        // One database call, the wait for a pooled connection included.
+        database_ms: 5_000,
+        // One outbound HTTP call, connect included.
+        http_client_ms: 10_000,
+    };
+    const MIGRATIONS: &'static [Migration] = {{service_type}}::MIGRATIONS;
+    type Settings = {{service_type}}::Settings;
+
+    fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError> {
+        {{service_type}}::start(context)
+    }
+}
 
 /// Runs the service until SIGTERM or SIGINT, then drains it; a second signal
 /// forces it out. This is what the binary runs.
@@ -39,13 +79,30 @@ pub use self::{
 /// # Errors
 /// As [`Service::run`], plus failures to bind or to install signal handlers.
 pub async fn run(settings: Settings) -> Result<Stopped, RunError> {
-    // Installed before the service reports ready: a signal that arrives
-    // early must start a drain, not kill the process.
-    let signals = Signals::install().map_err(RunError::Signals)?;
-    let service = Service::bind(settings).await?;
-    let shutdown = Shutdown::new();
-    tokio::select! {
-        result = service.run(shutdown.clone()) => result,
-        never = signals.forward_to(shutdown) => match never {},
+    nebula_runtime::run(settings).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Problems;
+
+    #[test]
+    fn shipped_config_file_matches_the_built_in_defaults() {
+        let shipped: Settings = toml::from_str(include_str!("../config/default.toml"))
+            .expect("config/default.toml parses into Settings");
+        assert_eq!(
+            shipped,
+            Settings::default(),
+            "config/default.toml and Settings::default() disagree"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut problems = Problems::default();
+        Settings::default().validate(&mut problems);
+        let problems = problems.into_inner();
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

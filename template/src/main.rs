@@ -2,16 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use {{crate_name}}::{
-    Exit, Settings,
+    App, Exit, Settings,
     cli::{Cli, Command},
-    healthcheck, telemetry,
+    database, healthcheck, telemetry,
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_for::<App>();
     let settings = match Settings::load(&cli.overrides()) {
         Ok(settings) => settings,
         Err(error) => return fail(Exit::ConfigError, &error.into()),
@@ -76,7 +74,7 @@ fn check_health(settings: &Settings) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(Exit::RuntimeFailure, &error.into()),
     };
-    match runtime.block_on(healthcheck::check(settings)) {
+    match runtime.block_on(healthcheck::check(&settings.http)) {
         Ok(()) => Exit::Clean.into(),
         Err(error) => fail(Exit::RuntimeFailure, &error.into()),
     }
@@ -91,9 +89,7 @@ fn migrate(settings: &Settings) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(Exit::RuntimeFailure, &error.into()),
     };
-    let migrations = {{crate_name}}::{{service_type}}::MIGRATIONS;
-    let migrate = {{crate_name}}::database::migrate_command;
-    match runtime.block_on(migrate(settings, migrations)) {
+    match runtime.block_on(database::migrate_command(settings)) {
         Ok(()) => Exit::Clean.into(),
         Err(error) => fail(Exit::RuntimeFailure, &error.into()),
     }

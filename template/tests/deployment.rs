@@ -16,10 +16,8 @@ use tower::ServiceExt;
 use self::deployment::{Dockerfile, configmap_env, container, manifest, pod_env, pod_spec};
 
 use {{crate_name}}::{
-    Settings, healthcheck, http, prometheus,
-    readiness::Readiness,
-    service::CANCEL_MARGIN,
-    settings::{DEFAULT_PORT, ENV_PREFIX, Overrides},
+    DEFAULT_PORT, ENV_PREFIX, Settings, healthcheck, http, prometheus, readiness::Readiness,
+    service::CANCEL_MARGIN, settings::Overrides,
 };
 
 /// The settings the pod runs with: the image's `ENV` and the `ConfigMap`,

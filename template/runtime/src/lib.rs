@@ -6,29 +6,64 @@
 //! This crate is vendored into each generated project as `runtime/`. Do not
 //! edit it there: a template update replaces it whole (see its README).
 //!
-//! It holds so far: exit codes ([`Exit`]), shutdown and signals
-//! ([`Shutdown`], [`Signals`]), readiness ([`readiness`]), logging
-//! ([`telemetry`]), metrics ([`prometheus`]), trace context
-//! ([`trace_context`], and [`otel`] with the `otel` feature) and the
-//! validation every settings section shares ([`settings`]). The rest of the
-//! machinery (settings loading, the server, the database, the job and
-//! scheduling engines) moves here in the next steps of the runtime-crate
+//! A service implements [`Service`] once: its identity, its defaults (the
+//! Nebula timeout rules among them), its settings [`Section`], its
+//! migrations and its [`Service::start`]. The runtime does the rest:
+//! settings in layers ([`Settings`]), the command line ([`cli`]), logging
+//! ([`telemetry`]), signals and the drain ([`run`], [`BoundService`]),
+//! supervised tasks ([`tasks`]), the HTTP server and its request layer
+//! ([`http`]), health and readiness ([`readiness`], [`healthcheck`]),
+//! metrics ([`prometheus`]), the database ([`database`]: the pool, the 5 s
+//! rule, migrations, faults and health) and trace context
+//! ([`trace_context`], and [`otel`] with the `otel` feature). The job and
+//! scheduling engines move here in the next steps of the runtime-crate
 //! change.
+//!
+//! [`Section`]: settings::Section
 
+pub mod cli;
+pub mod database;
 pub mod exit;
+pub mod healthcheck;
+pub mod http;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod prometheus;
 pub mod readiness;
+pub mod service;
 pub mod settings;
 pub mod shutdown;
+pub mod tasks;
 pub mod telemetry;
+#[cfg(test)]
+mod test_service;
+pub mod timeouts;
 pub mod trace_context;
 
 pub use self::{
     exit::Exit,
+    service::{BoundService, RunError, Service, Stopped},
+    settings::Settings,
     shutdown::{Shutdown, Signals},
 };
 
 /// This crate's version: the version of the template it came with.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Runs service `S` until SIGTERM or SIGINT, then drains it; a second
+/// signal forces it out. This is what a service's binary runs.
+///
+/// # Errors
+/// As [`BoundService::run`], plus failures to bind or to install signal
+/// handlers.
+pub async fn run<S: Service>(settings: Settings<S>) -> Result<Stopped, RunError> {
+    // Installed before the service reports ready: a signal that arrives
+    // early must start a drain, not kill the process.
+    let signals = Signals::install().map_err(RunError::Signals)?;
+    let service = BoundService::bind(settings).await?;
+    let shutdown = Shutdown::new();
+    tokio::select! {
+        result = service.run(shutdown.clone()) => result,
+        never = signals.forward_to(shutdown) => match never {},
+    }
+}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use self::store::{Item, MIGRATIONS, Store};
 use crate::{
     database,
-    settings::Problems,
+    settings::{Problems, Section},
     tasks::{BoxError, Context},
 };
 
@@ -34,8 +34,8 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    pub(crate) fn validate(&self, problems: &mut Problems) {
+impl Section for Settings {
+    fn validate(&self, problems: &mut Problems) {
         problems.require_capacity("api.max_page_size", self.max_page_size, 10_000);
     }
 }
@@ -46,12 +46,12 @@ impl Settings {
 ///
 /// # Errors
 /// When the database URL is unusable or its data folder cannot be made.
-pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
-    let database::Started { database, gate, .. } = database::start(context, MIGRATIONS)?;
+pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> {
+    let database::Started { database, gate, .. } = database::start(context)?;
     Ok(items::routes(items::Items {
         store: Store::new(database),
         gate,
-        max_page_size: context.settings.api.max_page_size,
+        max_page_size: context.settings.service.max_page_size,
         retry_after_secs: context.settings.http.retry_after_secs,
     }))
 }

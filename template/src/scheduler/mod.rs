@@ -28,7 +28,7 @@ pub use self::{
 };
 use crate::{
     database,
-    settings::{DEFAULT_PORT, Problems},
+    settings::{Problems, Section},
     tasks::{BoxError, Context},
     timeouts,
 };
@@ -67,15 +67,15 @@ impl Default for Settings {
                 name: "self-check".to_owned(),
                 every_ms: 60_000,
                 timeout_ms: crate::settings::duration_ms(timeouts::HTTP_CLIENT),
-                url: format!("http://127.0.0.1:{DEFAULT_PORT}/healthz"),
+                url: format!("http://127.0.0.1:{}/healthz", crate::DEFAULT_PORT),
                 delivery: Delivery::AtMostOnce,
             }],
         }
     }
 }
 
-impl Settings {
-    pub(crate) fn validate(&self, problems: &mut Problems) {
+impl Section for Settings {
+    fn validate(&self, problems: &mut Problems) {
         problems.require_positive("scheduler.history_retention_ms", self.history_retention_ms);
         let mut names = HashSet::new();
         for (index, job) in self.jobs.iter().enumerate() {
@@ -107,7 +107,7 @@ impl Settings {
 /// # Errors
 /// When the database URL is unusable or its data folder cannot be made, or
 /// the HTTP client cannot be built.
-pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
+pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> {
     let settings = context.settings;
     schedule::describe_metrics();
     claims::describe_metrics();
@@ -115,11 +115,11 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
         database,
         gate,
         connected,
-    } = database::start(context, MIGRATIONS)?;
+    } = database::start(context)?;
     let store = RunStore::new(database, claims::replica_name());
     let client = http_call::client(settings.timeouts.http_client())?;
     let clock = Clock::system();
-    for job in &settings.scheduler.jobs {
+    for job in &settings.service.jobs {
         let schedule = Schedule {
             name: job.name.clone(),
             every: Duration::from_millis(job.every_ms),
@@ -129,7 +129,7 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
             store: store.clone(),
             delivery: job.delivery,
             lease: claims::lease(schedule.timeout, settings.timeouts.database()),
-            retention: Duration::from_millis(settings.scheduler.history_retention_ms),
+            retention: Duration::from_millis(settings.service.history_retention_ms),
         };
         let action = HttpCall::new(client.clone(), &job.url)?;
         let connected = connected.clone();
@@ -149,7 +149,7 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
         store,
         gate,
         jobs: settings
-            .scheduler
+            .service
             .jobs
             .iter()
             .map(|job| job.name.clone())

@@ -47,7 +47,7 @@ pub use self::{
 };
 use crate::{
     database,
-    settings::Problems,
+    settings::{Problems, Section},
     tasks::{BoxError, Context},
 };
 
@@ -97,8 +97,8 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    pub(crate) fn validate(&self, problems: &mut Problems) {
+impl Section for Settings {
+    fn validate(&self, problems: &mut Problems) {
         problems.require_capacity("worker.workers", self.workers, 10_000);
         problems.require_capacity("worker.queue_capacity", self.queue_capacity, 1_000_000);
         if self.max_attempts == 0 {
@@ -128,7 +128,9 @@ impl Settings {
         problems.require_positive("worker.rescue_interval_ms", self.rescue_interval_ms);
         problems.require_positive("worker.retention_ms", self.retention_ms);
     }
+}
 
+impl Settings {
     fn backoff(&self) -> Backoff {
         Backoff::new(
             Duration::from_millis(self.backoff_initial_ms),
@@ -209,17 +211,17 @@ pub fn describe_metrics() {
 ///
 /// # Errors
 /// When the database URL is unusable or its data folder cannot be made.
-pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
+pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> {
     let settings = context.settings;
     describe_metrics();
     let database::Started {
         database,
         gate,
         connected,
-    } = database::start(context, MIGRATIONS)?;
+    } = database::start(context)?;
     let store = Store::new(database.clone());
     let wake = Arc::new(Notify::new());
-    let backlog = Backlog::new(settings.worker.queue_capacity);
+    let backlog = Backlog::new(settings.service.queue_capacity);
 
     let (committer, writer) = commit::channel(
         store.clone(),
@@ -233,17 +235,17 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
     });
     let dispatcher = dispatch::Dispatcher {
         store: store.clone(),
-        workers: settings.worker.workers,
-        poll_interval: Duration::from_millis(settings.worker.poll_interval_ms),
+        workers: settings.service.workers,
+        poll_interval: Duration::from_millis(settings.service.poll_interval_ms),
         runner: dispatch::Runner {
             store: store.clone(),
             policy: RetryPolicy {
-                max_attempts: settings.worker.max_attempts,
+                max_attempts: settings.service.max_attempts,
                 attempt_timeout: settings.timeouts.default_operation(),
-                backoff: settings.worker.backoff(),
+                backoff: settings.service.backoff(),
             },
-            lease: settings.worker.lease(),
-            heartbeat: settings.worker.heartbeat(),
+            lease: settings.service.lease(),
+            heartbeat: settings.service.heartbeat(),
             abandon: context.abandon.clone(),
         },
         wake: wake.clone(),
@@ -258,10 +260,10 @@ pub fn start(context: &mut Context<'_>) -> Result<Router, BoxError> {
     let maintenance = maintenance::Maintenance {
         store: store.clone(),
         backlog: backlog.clone(),
-        rescue_interval: Duration::from_millis(settings.worker.rescue_interval_ms),
-        retention: Duration::from_millis(settings.worker.retention_ms),
-        max_rescues: settings.worker.max_rescues,
-        max_attempts: settings.worker.max_attempts,
+        rescue_interval: Duration::from_millis(settings.service.rescue_interval_ms),
+        retention: Duration::from_millis(settings.service.retention_ms),
+        max_rescues: settings.service.max_rescues,
+        max_attempts: settings.service.max_attempts,
         wake: wake.clone(),
         connected: connected.clone(),
     };

@@ -6,7 +6,7 @@ use std::{path::Path, time::Duration};
 
 use crate::support::{Counts, Launch, runtime, serial, summary};
 
-use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
+use {{crate_name}}::{ENV_PREFIX, Exit, SERVICE_KIND};
 
 /// A start-up that must fail, and the words its message must contain.
 pub struct Case {

@@ -19,7 +19,7 @@ use tokio::{
 
 // Two lines: as one, the longest project names would make rustfmt wrap it.
 use {{crate_name}}::healthcheck;
-use {{crate_name}}::{Exit, SERVICE_KIND, settings::ENV_PREFIX};
+use {{crate_name}}::{ENV_PREFIX, Exit, SERVICE_KIND};
 
 use crate::test_database::TestDatabase;
 

@@ -100,7 +100,7 @@ async fn lists_are_paged_in_creation_order_with_an_opaque_cursor(engine: Engine)
         return;
     };
     let mut settings = on(&database);
-    settings.api.max_page_size = 10;
+    settings.service.max_page_size = 10;
     let service = start(settings).await;
     let mut created = Vec::new();
     for n in 0..23 {

@@ -54,7 +54,7 @@ async fn jobs_call_their_url_on_schedule() {
     let (logs, _guard) = Logs::capture();
     let (url, mut calls) = target(StatusCode::OK).await;
     let mut settings = settings();
-    settings.scheduler.jobs = vec![job(url)];
+    settings.service.jobs = vec![job(url)];
     let service = start(settings).await;
 
     for call in 1..=3 {
@@ -77,7 +77,7 @@ async fn failed_runs_are_logged_and_the_schedule_goes_on() {
     let (logs, _guard) = Logs::capture();
     let (url, _calls) = target(StatusCode::INTERNAL_SERVER_ERROR).await;
     let mut settings = settings();
-    settings.scheduler.jobs = vec![job(url)];
+    settings.service.jobs = vec![job(url)];
     let service = start(settings).await;
 
     eventually("two failed runs", || async {
@@ -99,7 +99,7 @@ async fn every_run_is_counted_and_timed_under_its_job_name() {
     let mut settings = settings();
     // A name no other test uses: the recorder is shared by the whole process.
     let name = "metrics-probe";
-    settings.scheduler.jobs = vec![JobSettings {
+    settings.service.jobs = vec![JobSettings {
         name: name.to_owned(),
         ..job(url)
     }];
@@ -137,7 +137,7 @@ async fn every_run_is_counted_and_timed_under_its_job_name() {
 fn on(database: &TestDatabase, url: String) -> Settings {
     let mut settings = settings();
     settings.database.url = database.url.clone();
-    settings.scheduler.jobs = vec![job(url)];
+    settings.service.jobs = vec![job(url)];
     settings
 }
 
@@ -165,7 +165,7 @@ async fn runs_are_recorded_and_listed_newest_first(engine: Engine) {
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
     // The history outlives the process; this one runs nothing meanwhile.
     let mut later = on(&database, url);
-    later.scheduler.jobs[0].every_ms = 3_600_000;
+    later.service.jobs[0].every_ms = 3_600_000;
     let service = start(later).await;
 
     let listed: Value = service
@@ -214,7 +214,7 @@ async fn finished_runs_are_pruned_after_the_retention() {
     let database = TestDatabase::sqlite();
     let (url, mut calls) = target(StatusCode::OK).await;
     let mut settings = on(&database, url);
-    settings.scheduler.history_retention_ms = 200;
+    settings.service.history_retention_ms = 200;
     let service = start(settings).await;
     let mut seen = 0;
     while seen < 20 {
@@ -377,8 +377,8 @@ async fn an_at_least_once_run_cut_at_the_deadline_runs_again_on_the_next_replica
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let mut settings = on(&database, url);
-    settings.scheduler.jobs[0].delivery = Delivery::AtLeastOnce;
-    settings.scheduler.jobs[0].every_ms = 200;
+    settings.service.jobs[0].delivery = Delivery::AtLeastOnce;
+    settings.service.jobs[0].every_ms = 200;
     settings.shutdown.grace_ms = 200;
 
     let first = start(settings.clone()).await;

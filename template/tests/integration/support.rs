@@ -13,8 +13,6 @@ use std::{
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use {{crate_name}}::database::{DEFAULT_URL, DatabaseUrl};
-
 use {{crate_name}}::{RunError, Service, Settings, Shutdown, Stopped};
 
 use crate::test_database::TestDatabase;
@@ -62,7 +60,7 @@ pub async fn start_unready(settings: Settings) -> Running {
     install_subscriber();
 
     let mut settings = settings;
-    let data = (settings.database.url == DatabaseUrl::new(DEFAULT_URL)).then(|| {
+    let data = (settings.database.url == Settings::default().database.url).then(|| {
         let database = TestDatabase::sqlite();
         settings.database.url = database.url.clone();
         database

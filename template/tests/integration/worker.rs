@@ -17,7 +17,7 @@ use crate::{
 use {{crate_name}}::{
     Settings, Stopped,
     database::{self, Database, DatabaseUrl, Migration},
-    worker::{self, JobId, JobRequest, NewJob, Store},
+    worker::{JobId, JobRequest, NewJob, Store},
 };
 
 /// Runs an `async fn(Engine)` scenario as two tests, `sqlite` and
@@ -59,9 +59,9 @@ on_both_engines!(
 fn on(database: &TestDatabase) -> Settings {
     let mut settings = settings();
     settings.database.url = database.url.clone();
-    settings.worker.poll_interval_ms = 20;
-    settings.worker.backoff_initial_ms = 1;
-    settings.worker.backoff_max_ms = 10;
+    settings.service.poll_interval_ms = 20;
+    settings.service.backoff_initial_ms = 1;
+    settings.service.backoff_max_ms = 10;
     settings
 }
 
@@ -145,7 +145,7 @@ async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
     };
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
-    settings.worker.max_attempts = 3;
+    settings.service.max_attempts = 3;
     let service = start(settings).await;
 
     let recovers = submit(&service, &json!({"fail_attempts": 2}))
@@ -260,9 +260,7 @@ async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
         return;
     };
     let settings = on(&database);
-    database::migrate_command(&settings, worker::MIGRATIONS)
-        .await
-        .unwrap();
+    database::migrate_command(&settings).await.unwrap();
     let store =
         Store::new(Database::open(&settings.database, settings.timeouts.database()).unwrap());
     let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -328,8 +326,8 @@ async fn a_full_queue_refuses_jobs_with_503(engine: Engine) {
         return;
     };
     let mut settings = on(&database);
-    settings.worker.workers = 1;
-    settings.worker.queue_capacity = 1;
+    settings.service.workers = 1;
+    settings.service.queue_capacity = 1;
     settings.shutdown.grace_ms = 300;
     let service = start(settings).await;
 
@@ -359,7 +357,7 @@ async fn the_drain_leaves_queued_jobs_for_the_next_start(engine: Engine) {
     };
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
-    settings.worker.workers = 1;
+    settings.service.workers = 1;
     let service = start(settings.clone()).await;
 
     let first = submit(&service, &json!({"duration_ms": 300}))
@@ -395,7 +393,7 @@ async fn jobs_cut_at_the_deadline_are_released_without_counting_the_attempt(engi
     };
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
-    settings.worker.workers = 1;
+    settings.service.workers = 1;
     settings.shutdown.grace_ms = 300;
     let service = start(settings.clone()).await;
 
@@ -428,8 +426,8 @@ async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
     };
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
-    settings.worker.workers = 2;
-    settings.worker.rescue_interval_ms = 20;
+    settings.service.workers = 2;
+    settings.service.rescue_interval_ms = 20;
     let service = start(settings).await;
 
     let id = submit(&service, &json!({"duration_ms": 500}))
@@ -582,7 +580,7 @@ async fn finished_jobs_are_pruned_after_the_retention(engine: Engine) {
     until_state(&service, &id, "succeeded").await;
     service.stop().await.unwrap();
 
-    settings.worker.retention_ms = 1;
+    settings.service.retention_ms = 1;
     let restarted = start(settings).await;
     eventually("the finished job to be pruned", || async {
         let response = restarted.get(&format!("/jobs/{id}")).await.ok()?;

@@ -27,7 +27,7 @@ use crate::{
     test_database::TestDatabase,
 };
 
-use {{crate_name}}::{Exit, settings::ENV_PREFIX};
+use {{crate_name}}::{ENV_PREFIX, Exit};
 
 /// Starts clients that submit `job` to `/jobs`.
 fn submit_load(process: &Process, clients: usize, limit: usize, job: Value) -> Load {

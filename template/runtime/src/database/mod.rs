@@ -52,7 +52,7 @@ use tracing::Instrument;
 pub use self::{
     faults::{CallStart, Fault, Faults, WRITE_FAULT},
     migrations::{MigrateCommandError, Migration, MigrationError, migrate, migrate_command},
-    settings::{Backend, DEFAULT_URL, DatabaseUrl, Settings},
+    settings::{Backend, DatabaseUrl, Settings},
     supervisor::{Connected, Started, Supervised, jittered, start, supervise},
 };
 use crate::settings::duration_ms;
@@ -81,7 +81,9 @@ pub enum DbError {
     /// wait. Its effect is unknown: a write may have been made.
     #[error("database operation `{operation}` timed out after {timeout_ms} ms")]
     Timeout {
+        /// The operation that ran out of time, as its `db.operation`.
         operation: &'static str,
+        /// The deadline that ran out, in milliseconds.
         timeout_ms: u64,
     },
     /// A fault of the database that clears by itself ([`Fault`]); the call
@@ -90,15 +92,20 @@ pub enum DbError {
     /// timeout, the write may have been made.
     #[error("database unavailable during `{operation}` ({fault}): {source}")]
     Unavailable {
+        /// The operation the fault interrupted, as its `db.operation`.
         operation: &'static str,
+        /// The fault met; its name is the error's `kind`.
         fault: Fault,
+        /// The driver's error that showed the fault.
         #[source]
         source: sqlx::Error,
     },
     /// Any other failure: a constraint, bad SQL, a decoding error.
     #[error("database operation `{operation}` failed: {source}")]
     Failed {
+        /// The operation that failed, as its `db.operation`.
         operation: &'static str,
+        /// The driver's error, saying what was refused.
         #[source]
         source: sqlx::Error,
     },
@@ -216,17 +223,27 @@ pub fn is_transient(source: &sqlx::Error) -> bool {
 /// Why the pool could not be set up. Nothing has been connected yet.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The URL names no engine this service supports.
     #[error("database.url is not a supported database URL: {url}")]
-    Unsupported { url: DatabaseUrl },
+    Unsupported {
+        /// The URL as configured, shown with its password hidden.
+        url: DatabaseUrl,
+    },
+    /// The URL names a supported engine, but the driver cannot parse it.
     #[error("database.url {url} cannot be parsed")]
     Url {
+        /// The URL as configured, shown with its password hidden.
         url: DatabaseUrl,
+        /// The driver's reason for rejecting it.
         #[source]
         source: sqlx::Error,
     },
+    /// The folder that is to hold the SQLite file cannot be created.
     #[error("cannot create the data folder {folder} for database.url")]
     DataFolder {
+        /// The folder's path, as the URL resolves it.
         folder: String,
+        /// The file system's reason for refusing it.
         #[source]
         source: io::Error,
     },
@@ -293,11 +310,13 @@ impl Database {
         })
     }
 
+    /// The engine the URL selected, for the SQL that differs between the two.
     #[must_use]
     pub const fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// The connection pool, to run statements on inside [`Database::run`].
     #[must_use]
     pub const fn pool(&self) -> &AnyPool {
         &self.pool
@@ -539,7 +558,7 @@ mod tests {
                 folder.path().display()
             )),
             max_connections: connections,
-            ..Settings::default()
+            ..Settings::with_url("sqlite://unused")
         };
         Database::open(&settings, timeout).expect("the pool is set up")
     }

@@ -22,15 +22,21 @@ use super::{Backend, Database, DbError};
 /// run on both engines.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
+    /// Orders the migrations and records which are applied: never change or reuse one.
     pub version: i64,
+    /// What the migration does, kept beside its version in the database.
     pub description: &'static str,
+    /// The statements to run, written for both SQLite and PostgreSQL.
     pub sql: &'static str,
 }
 
+/// Why the migrations could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
+    /// A database call around the migrations failed, timed out or met a fault.
     #[error(transparent)]
     Database(#[from] DbError),
+    /// The migrator refused: a migration failed, or disagrees with what was applied before.
     #[error("cannot migrate the database: {0}")]
     Migrate(#[source] MigrateError),
 }
@@ -55,23 +61,24 @@ impl MigrationError {
 /// Why the `migrate` command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateCommandError {
+    /// The database of `database.url` could not be opened.
     #[error(transparent)]
     Open(#[from] super::OpenError),
+    /// The migrations could not be applied.
     #[error(transparent)]
     Migrate(#[from] MigrationError),
 }
 
-/// The `migrate` command: applies `migrations` to `database.url` and
-/// returns.
+/// The `migrate` command: applies the service's migrations to
+/// `database.url` and returns.
 ///
 /// # Errors
 /// When the database cannot be opened or migrated.
-pub async fn migrate_command(
-    settings: &crate::Settings,
-    migrations: &'static [Migration],
+pub async fn migrate_command<S: crate::Service>(
+    settings: &crate::Settings<S>,
 ) -> Result<(), MigrateCommandError> {
     let database = Database::open(&settings.database, settings.timeouts.database())?;
-    migrate(&database, migrations).await?;
+    migrate(&database, S::MIGRATIONS).await?;
     tracing::info!(database.url = %settings.database.url, "database migrated");
     Ok(())
 }

@@ -5,17 +5,21 @@ use std::{fmt, path::PathBuf};
 
 use config::{Config, ConfigError, Environment, File, FileFormat, Map, Source, Value, ValueKind};
 
-use super::{DEFAULT_CONFIG_FILE, ENV_PREFIX, Overrides, Problems, Settings};
+use super::{DEFAULT_CONFIG_FILE, Overrides, Problems, Settings};
+use crate::{Service, telemetry::LogFormat};
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// The service's built-in defaults.
     Default,
+    /// A config file.
     File(PathBuf),
-    /// The service's prefixed environment variables.
-    Environment,
+    /// The service's environment variables, with this prefix.
+    Environment(&'static str),
     /// `RUST_LOG`, which replaces `log.level`.
     RustLog,
+    /// A command-line flag.
     Flag(&'static str),
 }
 
@@ -25,42 +29,68 @@ impl Origin {
         match self {
             Self::Default => "built-in default".to_owned(),
             Self::File(path) => format!("config file {}", path.display()),
-            Self::Environment => format!("environment variable {}", env_var_for(key)),
+            Self::Environment(prefix) => {
+                format!("environment variable {}", env_var_for(prefix, key))
+            }
             Self::RustLog => "environment variable RUST_LOG".to_owned(),
             Self::Flag(flag) => format!("command-line flag {flag}"),
         }
     }
 }
 
-/// The environment variable that sets `key`, e.g. `http.listen` ->
-/// `PREFIX_HTTP__LISTEN`.
+/// The environment variable that sets `key` for a service whose variables
+/// start with `prefix`, e.g. `http.listen` -> `PREFIX_HTTP__LISTEN`.
 #[must_use]
-pub fn env_var_for(key: &str) -> String {
-    format!("{ENV_PREFIX}_{}", key.replace('.', "__").to_uppercase())
+pub fn env_var_for(prefix: &str, key: &str) -> String {
+    format!("{prefix}_{}", key.replace('.', "__").to_uppercase())
 }
 
+/// Why the settings could not be loaded; each names the key, where its
+/// value came from, and what would be valid.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// A key no section knows.
     #[error("unknown setting `{key}` (from {origin}); valid keys here: {valid}")]
     UnknownKey {
+        /// The dotted key.
         key: String,
+        /// Where it was set.
         origin: String,
+        /// The keys known at that level.
         valid: String,
     },
+    /// `{PREFIX}_HTTP_LISTEN` where `{PREFIX}_HTTP__LISTEN` was meant.
     #[error(
         "environment variable {name} starts like a setting but has no `__` between section and key; did you mean {suggestion}?"
     )]
-    MisspeltVariable { name: String, suggestion: String },
+    MisspeltVariable {
+        /// The variable as given.
+        name: String,
+        /// The variable it likely means.
+        suggestion: String,
+    },
+    /// A value of the wrong type or out of range.
     #[error("invalid setting `{key}` (from {origin}): {reason}")]
     Invalid {
+        /// The dotted key.
         key: String,
+        /// Where it was set.
         origin: String,
+        /// What would be valid.
         reason: String,
     },
+    /// More than one of the above, all reported at once.
     #[error("{}", list(.0))]
     Several(Vec<SettingsError>),
+    /// A config file that could not be read or parsed.
     #[error("config file {path} could not be read: {reason}")]
-    File { path: PathBuf, reason: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Anything else the `config` crate reports.
     #[error("settings could not be loaded: {0}")]
     Other(String),
 }
@@ -75,12 +105,12 @@ struct Layer {
     config: Config,
 }
 
-pub(super) fn load(
+pub(super) fn load<S: Service>(
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Settings, SettingsError> {
+) -> Result<Settings<S>, SettingsError> {
     let env: Map<String, String> = env.into_iter().collect();
-    let layers = read_layers(overrides, &env)?;
+    let layers = read_layers::<S>(overrides, &env)?;
     reject_unknown_keys(&layers)?;
 
     let mut merged = Config::builder();
@@ -90,7 +120,7 @@ pub(super) fn load(
     let merged = merged
         .build()
         .map_err(|error| SettingsError::Other(error.to_string()))?;
-    let settings: Settings = merged
+    let settings: Settings<S> = merged
         .try_deserialize()
         .map_err(|error| deserialize_error(&layers, error))?;
 
@@ -112,11 +142,11 @@ pub(super) fn load(
     }
 }
 
-fn read_layers(
+fn read_layers<S: Service>(
     overrides: &Overrides,
     env: &Map<String, String>,
 ) -> Result<Vec<Layer>, SettingsError> {
-    let defaults = Config::try_from(&Settings::default())
+    let defaults = Config::try_from(&Settings::<S>::default())
         .map_err(|error| SettingsError::Other(error.to_string()))?;
     let mut layers = vec![Layer {
         origin: Origin::Default,
@@ -144,10 +174,10 @@ fn read_layers(
     });
 
     let sections: Vec<String> = table(&layers[0].config).into_keys().collect();
-    let service_env = service_variables(env, &sections)?;
+    let service_env = service_variables(S::ENV_PREFIX, env, &sections)?;
     let environment = Config::builder()
         .add_source(
-            Environment::with_prefix(ENV_PREFIX)
+            Environment::with_prefix(S::ENV_PREFIX)
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
@@ -156,7 +186,7 @@ fn read_layers(
         .build()
         .map_err(|error| SettingsError::Other(error.to_string()))?;
     layers.push(Layer {
-        origin: Origin::Environment,
+        origin: Origin::Environment(S::ENV_PREFIX),
         config: environment,
     });
 
@@ -176,8 +206,8 @@ fn read_layers(
     }
     if let Some(format) = overrides.log_format {
         let format = match format {
-            super::LogFormat::Text => "text",
-            super::LogFormat::Json => "json",
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
         };
         layers.push(single_key_layer(
             Origin::Flag("--log-format"),
@@ -188,17 +218,18 @@ fn read_layers(
     Ok(layers)
 }
 
-/// The environment variables that are settings: `{ENV_PREFIX}_SECTION__KEY`.
+/// The environment variables that are settings: `{PREFIX}_SECTION__KEY`.
 ///
 /// Others that merely share the prefix are left alone: Kubernetes, for one,
-/// injects `{ENV_PREFIX}_SERVICE_HOST` and `{ENV_PREFIX}_PORT` for a Service
+/// injects `{PREFIX}_SERVICE_HOST` and `{PREFIX}_PORT` for a Service
 /// named like this one. A variable that names a known section with a single
-/// underscore (`{ENV_PREFIX}_HTTP_LISTEN`) is a typo, and an error.
+/// underscore (`{PREFIX}_HTTP_LISTEN`) is a typo, and an error.
 fn service_variables(
+    env_prefix: &str,
     env: &Map<String, String>,
     sections: &[String],
 ) -> Result<Map<String, String>, SettingsError> {
-    let prefix = format!("{ENV_PREFIX}_");
+    let prefix = format!("{env_prefix}_");
     let mut settings = Map::new();
     for (name, value) in env {
         let Some(rest) = name
@@ -217,7 +248,7 @@ fn service_variables(
             let key = format!("{section}.{}", &rest[section.len() + 1..]);
             return Err(SettingsError::MisspeltVariable {
                 name: name.clone(),
-                suggestion: env_var_for(&key),
+                suggestion: env_var_for(env_prefix, &key),
             });
         }
     }
@@ -332,7 +363,7 @@ fn deserialize_error(layers: &[Layer], error: ConfigError) -> SettingsError {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Environment => write!(f, "environment variables {ENV_PREFIX}_*"),
+            Self::Environment(prefix) => write!(f, "environment variables {prefix}_*"),
             other => f.write_str(&other.describe("")),
         }
     }

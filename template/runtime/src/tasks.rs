@@ -9,10 +9,12 @@ use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    Service,
     readiness::{Degradation, Gate},
     settings::Settings,
 };
 
+/// The error a task or a service's start may fail with: any that can cross threads.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
 /// What a supervised task returns.
@@ -21,15 +23,26 @@ pub type TaskResult = Result<(), BoxError>;
 /// Why a supervised task ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskFailure {
+    /// The task returned an error.
     #[error("task `{name}` failed: {source}")]
     Failed {
+        /// The name the task was spawned under.
         name: &'static str,
+        /// The error it returned.
         source: BoxError,
     },
+    /// The task panicked, or was aborted.
     #[error("task `{name}` panicked")]
-    Panicked { name: &'static str },
+    Panicked {
+        /// The name the task was spawned under.
+        name: &'static str,
+    },
+    /// The task returned while the service was meant to keep running.
     #[error("task `{name}` stopped before shutdown was requested")]
-    EndedEarly { name: &'static str },
+    EndedEarly {
+        /// The name the task was spawned under.
+        name: &'static str,
+    },
 }
 
 /// The set of supervised tasks.
@@ -40,6 +53,7 @@ pub struct Tasks {
 }
 
 impl Tasks {
+    /// Runs `task` in the set, under the `name` that logs and failures give it.
     pub fn spawn<F>(&mut self, name: &'static str, task: F)
     where
         F: Future<Output = TaskResult> + Send + 'static,
@@ -72,11 +86,13 @@ impl Tasks {
         names
     }
 
+    /// Whether every task has ended.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
     }
 
+    /// Aborts the tasks still running: the last resort for those that ignore cancellation.
     pub fn abort_all(&mut self) {
         self.set.abort_all();
     }
@@ -85,13 +101,15 @@ impl Tasks {
 /// What a service type gets to set itself up: the settings, the two
 /// shutdown tokens, the task set to run its subsystems in, and the
 /// readiness gates and degradations it may add.
-pub struct Context<'a> {
-    pub settings: &'a Settings,
+pub struct Context<'a, S: Service> {
+    /// The service's settings, loaded and validated.
+    pub settings: &'a Settings<S>,
     /// Cancelled when the drain starts: stop taking new work, finish the rest.
     pub draining: CancellationToken,
     /// Cancelled when the drain grace runs out: cancel whatever is running,
     /// and log it as abandoned.
     pub abandon: CancellationToken,
+    /// Where to spawn the service's long-running subsystems; the drain waits for them.
     pub tasks: &'a mut Tasks,
     /// Conditions `/readyz` waits for besides the drain, such as the
     /// database answering.

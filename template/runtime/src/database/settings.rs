@@ -6,10 +6,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::settings::Problems;
 
-/// Where the data folder of the default SQLite database lives, relative to
-/// the working directory.
-pub const DEFAULT_URL: &str = "sqlite://data/{{crate_name}}.db?mode=rwc";
-
 /// Which engine a URL selects. The same binary runs on either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -21,6 +17,7 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The engine's name, as logs give it in `database.backend`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +34,7 @@ impl Backend {
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
+    /// Wraps `url` as given; the settings' validation checks it, not this.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
         Self(url.into())
@@ -154,10 +152,12 @@ pub struct Settings {
     pub health_check_interval_ms: u64,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
+impl Settings {
+    /// The defaults, on the database at `url`.
+    #[must_use]
+    pub fn with_url(url: &str) -> Self {
         Self {
-            url: DatabaseUrl::new(DEFAULT_URL),
+            url: DatabaseUrl::new(url),
             max_connections: 8,
             migrate_on_start: true,
             health_check_interval_ms: 1_000,
@@ -166,7 +166,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    pub(crate) fn validate(&self, problems: &mut Problems) {
+    /// Records every out-of-range value in `problems`.
+    pub fn validate(&self, problems: &mut Problems) {
         if self.url.backend().is_none() {
             problems.add(
                 "database.url",
@@ -209,7 +210,7 @@ mod tests {
         assert!(
             !toml::to_string(&Settings {
                 url,
-                ..Settings::default()
+                ..Settings::with_url("sqlite://data/x.db?mode=rwc")
             })
             .unwrap()
             .contains("s3cret")
@@ -240,7 +241,7 @@ mod tests {
     #[test]
     fn the_scheme_selects_the_backend() {
         assert_eq!(
-            DatabaseUrl::new(DEFAULT_URL).backend(),
+            DatabaseUrl::new("sqlite://data/x.db?mode=rwc").backend(),
             Some(Backend::Sqlite)
         );
         assert_eq!(

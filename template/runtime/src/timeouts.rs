@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{Problems, duration_ms};
+use crate::settings::Problems;
 
 /// Default deadline for one operation: an HTTP request handled by this
 /// service, a job attempt, a scheduled run without its own timeout.
@@ -42,31 +42,38 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            default_ms: duration_ms(DEFAULT),
-            database_ms: duration_ms(DATABASE),
-            http_client_ms: duration_ms(HTTP_CLIENT),
-        }
+        Self::NEBULA
     }
 }
 
 impl Timeouts {
+    /// The house rules: [`DEFAULT`], [`DATABASE`], [`HTTP_CLIENT`].
+    pub const NEBULA: Self = Self {
+        default_ms: 30_000,
+        database_ms: 5_000,
+        http_client_ms: 10_000,
+    };
+
+    /// The deadline of one operation.
     #[must_use]
     pub fn default_operation(&self) -> Duration {
         Duration::from_millis(self.default_ms)
     }
 
+    /// The deadline of one database call.
     #[must_use]
     pub fn database(&self) -> Duration {
         Duration::from_millis(self.database_ms)
     }
 
+    /// The deadline of one outbound HTTP call.
     #[must_use]
     pub fn http_client(&self) -> Duration {
         Duration::from_millis(self.http_client_ms)
     }
 
-    pub(crate) fn validate(&self, problems: &mut Problems) {
+    /// Records every out-of-range value in `problems`.
+    pub fn validate(&self, problems: &mut Problems) {
         problems.require_positive("timeouts.default_ms", self.default_ms);
         problems.require_positive("timeouts.database_ms", self.database_ms);
         problems.require_positive("timeouts.http_client_ms", self.http_client_ms);

@@ -1,5 +1,5 @@
-//! The service lifecycle: bind, run until asked to stop, then drain in
-//! phases within a deadline.
+//! What a service is to the runtime ([`Service`]), and its lifecycle: bind,
+//! run until asked to stop, then drain in phases within a deadline.
 //!
 //! Drain phases, in order:
 //! 1. readiness turns to 503 and intake refuses new work;
@@ -15,17 +15,60 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::Router;
 use tokio::{net::TcpListener, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    database::Migration,
     exit::Exit,
     http, prometheus,
     readiness::Readiness,
-    settings::{Settings, duration_ms},
+    settings::{Section, Settings, duration_ms},
     shutdown::Shutdown,
     tasks::{BoxError, Context, TaskFailure, Tasks},
+    timeouts::Timeouts,
 };
+
+/// A service, as the runtime knows it: who it is, its defaults, its own
+/// settings section and migrations, and how it starts. A generated service
+/// implements it once, on a type of its own, in its `lib.rs`.
+pub trait Service: Sized + Send + Sync + 'static {
+    /// Its kind (`api`, `worker`, `scheduler`): the name of its settings
+    /// section, the `service.kind` of its logs, the `kind` label of
+    /// `nebula_service_info`.
+    const KIND: &'static str;
+    /// Its package name: the binary's name in `--help`.
+    const NAME: &'static str;
+    /// Its package version: `--version`, and the `version` label of
+    /// `nebula_service_info`.
+    const VERSION: &'static str;
+    /// Its one-line description, for `--help`.
+    const DESCRIPTION: &'static str;
+    /// Prefix of the environment variables that set its settings:
+    /// `{ENV_PREFIX}_SECTION__KEY`.
+    const ENV_PREFIX: &'static str;
+    /// The port of its default `http.listen`.
+    const DEFAULT_PORT: u16;
+    /// Its default `database.url`.
+    const DEFAULT_DATABASE_URL: &'static str;
+    /// The Nebula timeout rules as this service names them; `[timeouts]`
+    /// overrides them per deployment, and the runtime enforces them.
+    const TIMEOUTS: Timeouts;
+    /// Its database migrations, in the order they apply.
+    const MIGRATIONS: &'static [Migration];
+
+    /// Its own settings section, `[<KIND>]`.
+    type Settings: Section;
+
+    /// Sets the service up: opens what it needs, spawns its subsystems in
+    /// `context.tasks`, and returns its routes, which the runtime serves
+    /// behind its request layer.
+    ///
+    /// # Errors
+    /// When it cannot start; the binary exits 1 with the error.
+    fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError>;
+}
 
 /// Time that cancelled work gets, after the deadline, to log its outcome.
 pub const CANCEL_MARGIN: Duration = Duration::from_millis(500);
@@ -59,6 +102,7 @@ pub enum Stopped {
 }
 
 impl Stopped {
+    /// The exit code that says how it stopped.
     #[must_use]
     pub const fn exit(self) -> Exit {
         match self {
@@ -69,28 +113,37 @@ impl Stopped {
     }
 }
 
+/// Why a service could not run, or stopped failing.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A listener could not be bound.
     #[error("cannot listen on {address} (check {key} and that the port is free)")]
     Bind {
+        /// The setting that gave the address.
         key: &'static str,
+        /// The address.
         address: SocketAddr,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// SIGTERM or SIGINT could not be handled.
     #[error("cannot install the signal handlers")]
     Signals(#[source] io::Error),
+    /// The metrics recorder could not be installed.
     #[error(transparent)]
     Metrics(#[from] prometheus::RecorderError),
+    /// [`Service::start`] failed.
     #[error("cannot start the service")]
     Start(#[source] BoxError),
+    /// A subsystem failed, panicked or ended early.
     #[error(transparent)]
     Task(#[from] TaskFailure),
 }
 
 /// A service bound to its listen addresses, not yet running.
-pub struct Service {
-    settings: Settings,
+pub struct BoundService<S: Service> {
+    settings: Settings<S>,
     listener: TcpListener,
     address: SocketAddr,
     metrics_listener: TcpListener,
@@ -113,7 +166,7 @@ async fn bind_listener(
     Ok((listener, address))
 }
 
-impl Service {
+impl<S: Service> BoundService<S> {
     /// Installs the metrics recorder and binds the HTTP and metrics
     /// listeners, so their addresses (port 0 included) are known before the
     /// service runs.
@@ -121,7 +174,7 @@ impl Service {
     /// # Errors
     /// When an address cannot be bound, or another metrics recorder is
     /// installed.
-    pub async fn bind(settings: Settings) -> Result<Self, RunError> {
+    pub async fn bind(settings: Settings<S>) -> Result<Self, RunError> {
         let metrics = prometheus::recorder()?;
         let (listener, address) = bind_listener("http.listen", settings.http.listen).await?;
         let (metrics_listener, metrics_address) =
@@ -136,11 +189,13 @@ impl Service {
         })
     }
 
+    /// The address the HTTP listener is bound to.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.address
     }
 
+    /// The address the metrics listener is bound to.
     #[must_use]
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_address
@@ -167,7 +222,7 @@ impl Service {
         let mut gates = Vec::new();
         let mut degradations = Vec::new();
 
-        let routes = crate::{{service_type}}::start(&mut Context {
+        let routes = S::start(&mut Context {
             settings: &settings,
             draining: draining.clone(),
             abandon: abandon.clone(),
@@ -176,7 +231,7 @@ impl Service {
             degradations: &mut degradations,
         })
         .map_err(RunError::Start)?;
-        prometheus::describe_service(crate::SERVICE_KIND, env!("CARGO_PKG_VERSION"));
+        prometheus::describe_service(S::KIND, S::VERSION);
         describe_metrics();
         // Outside the supervised tasks, which the drain waits for: it is
         // stopped below, once the drain has ended.
@@ -197,7 +252,7 @@ impl Service {
         tracing::info!(
             %address,
             metrics.address = %metrics_address,
-            service.kind = crate::SERVICE_KIND,
+            service.kind = S::KIND,
             "ready"
         );
 
@@ -215,7 +270,7 @@ impl Service {
 
         let drain = Drain {
             shutdown: &shutdown,
-            settings: &settings,
+            settings: &settings.shutdown,
             stop_accepting: &stop_accepting,
             abandon: &abandon,
         };
@@ -234,7 +289,7 @@ impl Service {
 
 struct Drain<'a> {
     shutdown: &'a Shutdown,
-    settings: &'a Settings,
+    settings: &'a crate::settings::ShutdownSettings,
     stop_accepting: &'a CancellationToken,
     abandon: &'a CancellationToken,
 }
@@ -242,7 +297,7 @@ struct Drain<'a> {
 impl Drain<'_> {
     async fn run(&self, tasks: &mut Tasks, failures: &mut Vec<TaskFailure>) -> Stopped {
         let started = Instant::now();
-        let grace = self.settings.shutdown.grace();
+        let grace = self.settings.grace();
         let deadline = started + grace;
         tracing::info!(
             phase = "readiness",
@@ -253,7 +308,7 @@ impl Drain<'_> {
         tokio::select! {
             biased;
             () = self.shutdown.forced() => return Stopped::Forced,
-            () = tokio::time::sleep(self.settings.shutdown.readiness_delay()) => {}
+            () = tokio::time::sleep(self.settings.readiness_delay()) => {}
         }
         self.stop_accepting.cancel();
         // Recorded outside the log macros: they skip their arguments when
@@ -345,19 +400,20 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
+    use crate::test_service::TestService;
 
     /// The one test in this crate that drains a service, so that it alone
     /// writes [`SHUTDOWN_PHASE`] to the process-wide recorder.
     #[tokio::test(start_paused = true)]
     async fn the_drain_records_when_each_phase_ended() {
-        let mut settings = Settings::default();
+        let mut settings = Settings::<TestService>::default();
         settings.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.metrics.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.shutdown.readiness_delay_ms = 2_000;
         let data = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/service.db?mode=rwc", data.path().display());
         settings.database.url = crate::database::DatabaseUrl::new(url);
-        let service = Service::bind(settings).await.unwrap();
+        let service = BoundService::bind(settings).await.unwrap();
         let shutdown = Shutdown::new();
         shutdown.request();
 

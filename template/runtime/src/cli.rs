@@ -2,13 +2,14 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::settings::{LogFormat, Overrides};
+use crate::{Service, settings::Overrides, telemetry::LogFormat};
 
-/// Command-line arguments. `about` and `version` come from Cargo.toml.
+/// Command-line arguments. The name, version and description in `--help`
+/// and `--version` are the service's ([`Cli::parse_for`]).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(long_about = None)]
 pub struct Cli {
     /// Config file (TOML). Without it, config/default.toml is read if present.
     #[arg(long, value_name = "FILE")]
@@ -31,6 +32,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// What the binary does instead of running the service.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Exit 0 when the service on this host answers GET /healthz with 200,
@@ -45,6 +47,19 @@ pub enum Command {
 }
 
 impl Cli {
+    /// Parses the process's arguments for service `S`; on a usage error, or
+    /// for `--help` and `--version`, prints and exits as clap does (2 on an
+    /// error, 0 otherwise).
+    #[must_use]
+    pub fn parse_for<S: Service>() -> Self {
+        let command = Self::command()
+            .name(S::NAME)
+            .version(S::VERSION)
+            .about(S::DESCRIPTION);
+        Self::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// The settings layer the flags make.
     #[must_use]
     pub fn overrides(&self) -> Overrides {
         Overrides {

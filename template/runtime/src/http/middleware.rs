@@ -65,6 +65,7 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limit and `Retry-After` from `http`; `timeout` is each request's own.
     #[must_use]
     pub fn new(http: &HttpSettings, timeout: Duration) -> Self {
         Self {

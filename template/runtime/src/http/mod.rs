@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
-use crate::{readiness::Readiness, settings::Settings};
+use crate::{Service, readiness::Readiness, settings::Settings};
 
 pub use self::{
     middleware::{Limits, RequestLayer},
@@ -32,9 +32,9 @@ pub use self::{
 /// `deadline` is the drain deadline, which tells a request cut by it from
 /// one its client gave up.
 /// (`/metrics` has a listener of its own: [`crate::prometheus`].)
-pub fn router(
+pub fn router<S: Service>(
     service_routes: Router,
-    settings: &Settings,
+    settings: &Settings<S>,
     readiness: Readiness,
     deadline: &CancellationToken,
 ) -> Router {
@@ -58,6 +58,7 @@ pub fn router(
 /// The JSON body of every error response: `{"error": "..."}`.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
+    /// What went wrong, in words for the client.
     pub error: String,
 }
 
@@ -93,8 +94,9 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::test_service::TestService;
 
-    fn app(settings: &Settings) -> Router {
+    fn app(settings: &Settings<TestService>) -> Router {
         let routes = Router::new()
             .route(
                 "/slow",
@@ -114,7 +116,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_that_runs_out_of_time_gets_504() {
-        let mut settings = Settings::default();
+        let mut settings = Settings::<TestService>::default();
         settings.timeouts.default_ms = 1_000;
         let request = Request::get("/slow").body(Body::empty()).unwrap();
 
@@ -125,7 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_max_body_bytes_gets_413_and_one_at_the_limit_is_read() {
-        let mut settings = Settings::default();
+        let mut settings = Settings::<TestService>::default();
         settings.http.max_body_bytes = 1_000;
         let post = |size: usize| {
             Request::post("/echo")

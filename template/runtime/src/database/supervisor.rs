@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Database, Fault, Migration, OpenError, migrate};
 use crate::{
+    Service,
     readiness::{Degradation, Gate},
     settings::duration_ms,
     tasks::{Context, TaskResult},
@@ -42,16 +43,23 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 
 /// What [`supervise`] watches.
 pub struct Supervised {
+    /// The database to connect to and then watch.
     pub database: Database,
+    /// The service's migrations, applied before it counts as connected.
     pub migrations: &'static [Migration],
+    /// Whether to apply the migrations, or only wait for the database to answer.
     pub migrate_on_start: bool,
+    /// How often to check the database once connected.
     pub health_check_interval: Duration,
+    /// The readiness gate, open while the database answers.
     pub gate: Gate,
+    /// Fired once connected (and migrated).
     pub connected: Connected,
 }
 
 /// The database of a started service, and what tells whether it answers.
 pub struct Started {
+    /// The handle the service's handlers query through.
     pub database: Database,
     /// Open while the database answers; `/readyz` reports 503 while it is
     /// closed, and request handlers answer 503 at once instead of waiting
@@ -63,15 +71,12 @@ pub struct Started {
 
 /// Opens the pool of `database.url`, adds the `database` readiness gate
 /// and the `database_writes` degradation (a write fault in force), and
-/// starts the supervisor task that connects, applies `migrations` and then
+/// starts the supervisor task that connects, applies the service's migrations and then
 /// watches the database's health.
 ///
 /// # Errors
 /// When the URL is unusable or its data folder cannot be made.
-pub fn start(
-    context: &mut Context<'_>,
-    migrations: &'static [Migration],
-) -> Result<Started, OpenError> {
+pub fn start<S: Service>(context: &mut Context<'_, S>) -> Result<Started, OpenError> {
     let settings = context.settings;
     let database = Database::open(&settings.database, settings.timeouts.database())?;
     let gate = Gate::closed("database");
@@ -89,7 +94,7 @@ pub fn start(
         supervise(
             Supervised {
                 database: database.clone(),
-                migrations,
+                migrations: S::MIGRATIONS,
                 migrate_on_start: settings.database.migrate_on_start,
                 health_check_interval: Duration::from_millis(
                     settings.database.health_check_interval_ms,

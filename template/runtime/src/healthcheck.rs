@@ -14,7 +14,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::settings::{Settings, duration_ms};
+use crate::settings::{HttpSettings, duration_ms};
 
 /// The liveness endpoint the check asks.
 pub const PATH: &str = "/healthz";
@@ -25,35 +25,55 @@ pub const PATH: &str = "/healthz";
 /// together.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why the health check failed: what went wrong, and on which address.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthcheckError {
+    /// No full answer came within [`TIMEOUT`].
     #[error("no answer from {address} within {timeout_ms} ms")]
     TimedOut {
+        /// The address the check asked.
         address: SocketAddr,
+        /// The deadline that ran out, in milliseconds.
         timeout_ms: u64,
     },
+    /// Nothing accepted the connection: the service is down or listens elsewhere.
     #[error("cannot connect to {address} (is the service running, and is http.listen right?)")]
     Unreachable {
+        /// The address the check asked.
         address: SocketAddr,
+        /// Why the connection failed.
         #[source]
         source: io::Error,
     },
+    /// The connection broke while sending the request or reading the answer.
     #[error("the exchange with {address} failed")]
     Exchange {
+        /// The address the check asked.
         address: SocketAddr,
+        /// The I/O error that broke it.
         #[source]
         source: io::Error,
     },
+    /// The service took the connection but closed it without a status line.
     #[error("{address} closed the connection without answering")]
-    Closed { address: SocketAddr },
+    Closed {
+        /// The address the check asked.
+        address: SocketAddr,
+    },
+    /// Something answered, but not with an HTTP/1 status line.
     #[error("{address} did not answer in HTTP/1: {status_line:?}")]
     NotHttp {
+        /// The address the check asked.
         address: SocketAddr,
+        /// The first line received, to show what answered instead.
         status_line: String,
     },
+    /// The service answered with a status other than 200.
     #[error("GET {PATH} on {address} answered {status}")]
     Unhealthy {
+        /// The address the check asked.
         address: SocketAddr,
+        /// The status it answered.
         status: StatusCode,
     },
 }
@@ -75,8 +95,8 @@ pub fn local_address(listen: SocketAddr) -> SocketAddr {
 ///
 /// # Errors
 /// A [`HealthcheckError`] saying what failed and where.
-pub async fn check(settings: &Settings) -> Result<(), HealthcheckError> {
-    let address = local_address(settings.http.listen);
+pub async fn check(http: &HttpSettings) -> Result<(), HealthcheckError> {
+    let address = local_address(http.listen);
     tokio::time::timeout(TIMEOUT, get_healthz(address))
         .await
         .unwrap_or(Err(HealthcheckError::TimedOut {
@@ -159,9 +179,9 @@ mod tests {
             }
             request
         });
-        let mut settings = Settings::default();
-        settings.http.listen = address;
-        let result = check(&settings).await;
+        let mut http = HttpSettings::on_port(0);
+        http.listen = address;
+        let result = check(&http).await;
         if answer.is_some() {
             let request = server.await.unwrap();
             assert!(

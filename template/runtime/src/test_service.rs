@@ -1,0 +1,48 @@
+//! A service for the runtime's own tests: no section of its own, no
+//! migrations, no routes.
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Service,
+    database::Migration,
+    settings::{Problems, Section},
+    tasks::{BoxError, Context},
+    timeouts::Timeouts,
+};
+
+pub struct TestService;
+
+/// `[test]`: one key, so that the loader's handling of a service's section
+/// is tested too.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSettings {
+    pub size: u32,
+}
+
+impl Section for TestSettings {
+    fn validate(&self, problems: &mut Problems) {
+        if self.size > 10 {
+            problems.add("test.size", "must be at most 10");
+        }
+    }
+}
+
+impl Service for TestService {
+    const KIND: &'static str = "test";
+    const NAME: &'static str = "test-service";
+    const VERSION: &'static str = "0.0.1";
+    const DESCRIPTION: &'static str = "The runtime's test service";
+    const ENV_PREFIX: &'static str = "TEST_SERVICE";
+    const DEFAULT_PORT: u16 = 8080;
+    const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/test_service.db?mode=rwc";
+    const TIMEOUTS: Timeouts = Timeouts::NEBULA;
+    const MIGRATIONS: &'static [Migration] = &[];
+    type Settings = TestSettings;
+
+    fn start(_context: &mut Context<'_, Self>) -> Result<Router, BoxError> {
+        Ok(Router::new())
+    }
+}
