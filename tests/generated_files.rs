@@ -366,3 +366,17 @@ fn the_database_option_changes_nothing_without_deployment_files() {
         );
     }
 }
+
+/// The code renders formatted whatever the name: rustfmt sorts imports by
+/// name, so a project named to sort before every crate it uses and one
+/// named to sort after them must both pass `cargo fmt --check` (the build
+/// checks run with the longest name, which sorts among the rest).
+#[test]
+fn the_code_is_formatted_whether_the_name_sorts_first_or_last() {
+    for service_type in SERVICE_TYPES {
+        for name in ["aaa", "zzz"] {
+            let generated = Generated::named(&format!("{name}-{service_type}"), service_type);
+            common::cargo_step(service_type, &generated.project, &["fmt", "--check"]);
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! its defaults and how it starts, and [`{{service_type}}`] is the code of its
 //! type. The binary in `main.rs` parses the command line and maps the
 //! outcome to an exit code; tests run the service in-process with
-//! [`Service::bind`] then [`Service::run`] and a [`Shutdown`] they control.
+//! [`Service::bind`] then [`Service::run`] and a `Shutdown` they control.
 
 use axum::Router;
 use nebula_runtime::{
@@ -15,14 +15,6 @@ use nebula_runtime::{
 };
 
 pub mod {{service_type}};
-
-// The runtime's modules under the paths this crate's code and tests use.
-#[cfg(feature = "otel")]
-pub use nebula_runtime::otel;
-pub use nebula_runtime::{
-    Exit, RunError, Shutdown, Signals, Stopped, cli, database, exit, healthcheck, http, prometheus,
-    readiness, service, settings, shutdown, tasks, telemetry, timeouts, trace_context,
-};
 
 /// The kind of service this crate was generated as.
 pub const SERVICE_KIND: &str = "{{service_type}}";
@@ -73,19 +65,10 @@ impl nebula_runtime::Service for App {
     }
 }
 
-/// Runs the service until SIGTERM or SIGINT, then drains it; a second signal
-/// forces it out. This is what the binary runs.
-///
-/// # Errors
-/// As [`Service::run`], plus failures to bind or to install signal handlers.
-pub async fn run(settings: Settings) -> Result<Stopped, RunError> {
-    nebula_runtime::run(settings).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Problems;
+    use nebula_runtime::settings::Problems;
 
     #[test]
     fn shipped_config_file_matches_the_built_in_defaults() {

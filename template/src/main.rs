@@ -2,11 +2,17 @@
 
 use std::process::ExitCode;
 
-use {{crate_name}}::{
-    App, Exit, Settings,
+use tokio::runtime::Runtime;
+
+use nebula_runtime::{
+    Exit,
     cli::{Cli, Command},
-    database, healthcheck, telemetry,
+    database, healthcheck,
+    settings::TokioSettings,
+    telemetry,
 };
+
+use {{crate_name}}::{App, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_for::<App>();
@@ -29,10 +35,7 @@ fn main() -> ExitCode {
         telemetry.shutdown();
         return exit;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio_runtime(&settings.tokio) {
         Ok(runtime) => runtime,
         Err(error) => {
             let error = anyhow::Error::new(error).context("cannot start the Tokio runtime");
@@ -40,7 +43,7 @@ fn main() -> ExitCode {
             return fail(Exit::RuntimeFailure, &error);
         }
     };
-    let exit = match runtime.block_on({{crate_name}}::run(settings)) {
+    let exit = match runtime.block_on(nebula_runtime::run(settings)) {
         Ok(stopped) => stopped.exit(),
         Err(error) => fail_exit(Exit::RuntimeFailure, &error.into()),
     };
@@ -49,6 +52,18 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     telemetry.shutdown();
     exit.into()
+}
+
+/// The Tokio runtime the service runs on, its threads as `[tokio]` says.
+fn tokio_runtime(settings: &TokioSettings) -> std::io::Result<Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .enable_all()
+        .max_blocking_threads(settings.max_blocking_threads);
+    if settings.worker_threads > 0 {
+        builder.worker_threads(settings.worker_threads);
+    }
+    builder.build()
 }
 
 fn fail(exit: Exit, error: &anyhow::Error) -> ExitCode {

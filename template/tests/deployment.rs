@@ -15,10 +15,12 @@ use tower::ServiceExt;
 
 use self::deployment::{Dockerfile, configmap_env, container, manifest, pod_env, pod_spec};
 
-use {{crate_name}}::{
-    DEFAULT_PORT, ENV_PREFIX, Settings, healthcheck, http, prometheus, readiness::Readiness,
-    service::CANCEL_MARGIN, settings::Overrides,
+use nebula_runtime::{
+    healthcheck, http, prometheus, readiness::Readiness, service::CANCEL_MARGIN,
+    settings::Overrides,
 };
+
+use {{crate_name}}::{DEFAULT_PORT, ENV_PREFIX, Settings};
 
 /// The settings the pod runs with: the image's `ENV` and the `ConfigMap`,
 /// loaded by the service's own loader, so an unknown key or a bad value in

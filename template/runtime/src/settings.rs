@@ -51,6 +51,8 @@ pub struct Settings<S: Service> {
     /// `[timeouts]`: the Nebula timeout rules, as the service names them
     /// ([`Service::TIMEOUTS`]) unless overridden.
     pub timeouts: Timeouts,
+    /// `[tokio]`: the threads of the Tokio runtime the binary builds.
+    pub tokio: TokioSettings,
     /// `[shutdown]`.
     pub shutdown: ShutdownSettings,
     /// `[database]`.
@@ -78,6 +80,7 @@ impl<S: Service> Default for Settings<S> {
             http: HttpSettings::on_port(S::DEFAULT_PORT),
             metrics: prometheus::Settings::default(),
             timeouts: S::TIMEOUTS,
+            tokio: TokioSettings::default(),
             shutdown: ShutdownSettings::default(),
             database: database::Settings::with_url(S::DEFAULT_DATABASE_URL),
             service: S::Settings::default(),
@@ -92,6 +95,7 @@ impl<S: Service> Clone for Settings<S> {
             http: self.http.clone(),
             metrics: self.metrics.clone(),
             timeouts: self.timeouts.clone(),
+            tokio: self.tokio.clone(),
             shutdown: self.shutdown.clone(),
             database: self.database.clone(),
             service: self.service.clone(),
@@ -105,6 +109,7 @@ impl<S: Service> PartialEq for Settings<S> {
             && self.http == other.http
             && self.metrics == other.metrics
             && self.timeouts == other.timeouts
+            && self.tokio == other.tokio
             && self.shutdown == other.shutdown
             && self.database == other.database
             && self.service == other.service
@@ -118,6 +123,7 @@ impl<S: Service> fmt::Debug for Settings<S> {
             .field("http", &self.http)
             .field("metrics", &self.metrics)
             .field("timeouts", &self.timeouts)
+            .field("tokio", &self.tokio)
             .field("shutdown", &self.shutdown)
             .field("database", &self.database)
             .field(S::KIND, &self.service)
@@ -164,6 +170,7 @@ impl<S: Service> Settings<S> {
         self.http.validate(problems);
         self.validate_ports(problems);
         self.timeouts.validate(problems);
+        self.tokio.validate(problems);
         self.shutdown.validate(problems);
         self.database.validate(problems);
         self.service.validate(problems);
@@ -237,6 +244,44 @@ impl HttpSettings {
     #[must_use]
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+}
+
+/// The `[tokio]` settings: the threads of the runtime the binary builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokioSettings {
+    /// Threads that run tasks; 0 lets Tokio take one per CPU the process
+    /// may use.
+    pub worker_threads: usize,
+    /// Most threads for blocking work at once; more calls wait for one.
+    pub max_blocking_threads: usize,
+}
+
+impl Default for TokioSettings {
+    fn default() -> Self {
+        Self {
+            worker_threads: 0,
+            // Tokio's own default.
+            max_blocking_threads: 512,
+        }
+    }
+}
+
+impl TokioSettings {
+    /// Records every out-of-range value in `problems`.
+    pub fn validate(&self, problems: &mut Problems) {
+        if self.worker_threads > 1_024 {
+            problems.add(
+                "tokio.worker_threads",
+                "must be between 0 (one per CPU) and 1024",
+            );
+        }
+        problems.require_capacity(
+            "tokio.max_blocking_threads",
+            self.max_blocking_threads,
+            10_000,
+        );
     }
 }
 
@@ -392,6 +437,22 @@ mod tests {
             .to_string();
         assert!(error.contains("test.sizes"), "{error}");
         assert!(error.contains("size"), "lists the valid keys: {error}");
+    }
+
+    #[test]
+    fn the_tokio_threads_are_bounded() {
+        let variable = env_var("TOKIO__MAX_BLOCKING_THREADS");
+        let error = load(&[(&variable, "0")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("tokio.max_blocking_threads"), "{error}");
+        assert!(error.contains(&variable), "{error}");
+        let error = load(&[(&env_var("TOKIO__WORKER_THREADS"), "5000")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("tokio.worker_threads"), "{error}");
+        let settings = load(&[(&env_var("TOKIO__WORKER_THREADS"), "2")], &no_file()).unwrap();
+        assert_eq!(settings.tokio.worker_threads, 2);
     }
 
     #[test]

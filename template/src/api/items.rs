@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::store::{Item, Store};
-use crate::{
+use nebula_runtime::{
     database::DbError,
     http::{error_response, unavailable},
     readiness::Gate,

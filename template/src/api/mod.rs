@@ -13,7 +13,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 pub use self::store::{Item, MIGRATIONS, Store};
-use crate::{
+use nebula_runtime::{
     database,
     settings::{Problems, Section},
     tasks::{BoxError, Context},

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 use uuid::Uuid;
 
-use crate::database::{Database, DbError, Faults, Migration, now_ms};
+use nebula_runtime::database::{Database, DbError, Faults, Migration, now_ms};
 
 /// The api's migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {

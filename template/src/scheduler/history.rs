@@ -15,7 +15,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::runs::{RunRecord, RunStore};
-use crate::{
+use nebula_runtime::{
     database::DbError,
     http::{error_response, unavailable},
     readiness::Gate,

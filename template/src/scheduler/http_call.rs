@@ -6,7 +6,7 @@ use reqwest::{Client, Url, header::HeaderMap};
 use tracing::Instrument;
 
 use super::Action;
-use crate::{tasks::BoxError, trace_context};
+use nebula_runtime::{tasks::BoxError, trace_context};
 
 /// Builds the client every job shares. Its limits come from
 /// `timeouts.http_client_ms`, for the connect and for the whole call.

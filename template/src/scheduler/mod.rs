@@ -26,7 +26,7 @@ pub use self::{
     runs::{MIGRATIONS, RunRecord, RunStore},
     schedule::{Action, Clock, Schedule},
 };
-use crate::{
+use nebula_runtime::{
     database,
     settings::{Problems, Section},
     tasks::{BoxError, Context},
@@ -66,7 +66,7 @@ impl Default for Settings {
             jobs: vec![JobSettings {
                 name: "self-check".to_owned(),
                 every_ms: 60_000,
-                timeout_ms: crate::settings::duration_ms(timeouts::HTTP_CLIENT),
+                timeout_ms: nebula_runtime::settings::duration_ms(timeouts::HTTP_CLIENT),
                 url: format!("http://127.0.0.1:{}/healthz", crate::DEFAULT_PORT),
                 delivery: Delivery::AtMostOnce,
             }],

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 
-use crate::database::{Database, DbError, Migration, ms, now_ms};
+use nebula_runtime::database::{Database, DbError, Migration, ms, now_ms};
 
 /// The scheduler's migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::runs::{Held, Running};
-use crate::{
+use nebula_runtime::{
     database::{ms, now_ms},
     settings::duration_ms,
     tasks::BoxError,

@@ -26,7 +26,7 @@ use super::{
     Backlog, Claimed, JOB_ATTEMPT_FAILURES, JOB_DURATION, JOBS, JOBS_CLAIMED, JOBS_RELEASED, Job,
     LEASE_LOSSES, LeaseLost, Next, RetryPolicy, Store, job::Outcome, keep_lease, run_attempt,
 };
-use crate::{
+use nebula_runtime::{
     database::{Connected, DbError, jittered, now_ms},
     settings::duration_ms,
     trace_context,

@@ -26,7 +26,7 @@ use super::{
     Backlog, JOBS_REFUSED, JobId, JobRequest, NewJob, Store,
     commit::{Committer, NotCommitted},
 };
-use crate::{
+use nebula_runtime::{
     http::{error_response, unavailable},
     readiness::Gate,
     trace_context,

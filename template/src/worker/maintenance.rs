@@ -12,7 +12,7 @@ use tokio::{sync::Notify, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backlog, RESCUES, Store, dispatch::record_outcome, job::Outcome};
-use crate::{database::Connected, tasks::TaskResult};
+use nebula_runtime::{database::Connected, tasks::TaskResult};
 
 const DEPTH_REFRESH: Duration = Duration::from_secs(1);
 const PRUNE_INTERVAL: Duration = Duration::from_mins(1);

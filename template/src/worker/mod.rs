@@ -45,7 +45,7 @@ pub use self::{
     lease::{LeaseLost, keep_lease},
     store::{Claimed, JobStatus, MIGRATIONS, NewJob, Store},
 };
-use crate::{
+use nebula_runtime::{
     database,
     settings::{Problems, Section},
     tasks::{BoxError, Context},

@@ -29,7 +29,7 @@ use crate::{
     test_database::{Engine, TestDatabase, note_skipped},
 };
 
-use {{crate_name}}::Exit;
+use nebula_runtime::Exit;
 
 fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
     let url = process.url("/v1/items");

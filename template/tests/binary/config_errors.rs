@@ -6,7 +6,9 @@ use std::{path::Path, time::Duration};
 
 use crate::support::{Counts, Launch, runtime, serial, summary};
 
-use {{crate_name}}::{ENV_PREFIX, Exit, SERVICE_KIND};
+use nebula_runtime::Exit;
+
+use {{crate_name}}::{ENV_PREFIX, SERVICE_KIND};
 
 /// A start-up that must fail, and the words its message must contain.
 pub struct Case {

@@ -27,7 +27,9 @@ use crate::{
     support::{BINARY, Counts, Launch, client, runtime, serial, summary},
 };
 
-use {{crate_name}}::{Exit, SERVICE_KIND};
+use nebula_runtime::Exit;
+
+use {{crate_name}}::SERVICE_KIND;
 
 /// The image's layout in a scratch folder: the binary in a `bin/` anyone may
 /// read (this build's target folder may not be), and an empty working

@@ -16,7 +16,7 @@ use crate::{
     support::{Counts, Launch, Process, WAIT_LIMIT, runtime, serial, summary},
 };
 
-use {{crate_name}}::Exit;
+use nebula_runtime::Exit;
 
 const HEAD: &str = "GET /healthz HTTP/1.1\r\nHost: test\r\n";
 

@@ -36,7 +36,7 @@ use crate::{
 
 use crate::{{service_type}}::writes;
 
-use {{crate_name}}::Exit;
+use nebula_runtime::Exit;
 
 /// A tmpfs mounted on a temporary folder for one test; unmounted on drop.
 struct Tmpfs {

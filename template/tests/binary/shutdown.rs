@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Counts, Launch, runtime, serial, summary};
 
-use {{crate_name}}::Exit;
+use nebula_runtime::Exit;
 
 #[test]
 fn sigterm_on_an_idle_service_drains_and_exits_cleanly() {

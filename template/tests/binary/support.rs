@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nebula_runtime::{Exit, healthcheck};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -17,9 +18,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-// Two lines: as one, the longest project names would make rustfmt wrap it.
-use {{crate_name}}::healthcheck;
-use {{crate_name}}::{ENV_PREFIX, Exit, SERVICE_KIND};
+use {{crate_name}}::{ENV_PREFIX, SERVICE_KIND};
 
 use crate::test_database::TestDatabase;
 

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::support::{Counts, Launch, Process, WAIT_LIMIT, client, runtime, serial, summary};
 
-use {{crate_name}}::{Exit, otel::FLUSH_TIMEOUT};
+use nebula_runtime::{Exit, otel::FLUSH_TIMEOUT};
 
 /// The trace id and parent span id a caller sends in `traceparent`.
 pub const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -13,7 +13,9 @@ use crate::{
     test_database::{Engine, TestDatabase},
 };
 
-use {{crate_name}}::{Settings, Stopped};
+use nebula_runtime::Stopped;
+
+use {{crate_name}}::Settings;
 
 /// Settings that keep the items in `database`.
 fn on(database: &TestDatabase) -> Settings {

@@ -2,6 +2,7 @@
 //! phases.
 
 use axum::{Router, body::Body, http::Request, routing::get};
+use nebula_runtime::{Stopped, http, readiness::Readiness};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -10,9 +11,7 @@ use crate::{
     support::{Answer, Logs, answer, settings, start},
 };
 
-// Two lines: as one, the longest project names would make rustfmt wrap it.
-use {{crate_name}}::readiness::Readiness;
-use {{crate_name}}::{SERVICE_KIND, Settings, Stopped, http};
+use {{crate_name}}::{SERVICE_KIND, Settings};
 
 #[tokio::test]
 async fn probes_answer_while_running() {

@@ -13,10 +13,14 @@ use crate::{
     test_database::{Engine, TestDatabase},
 };
 
-use {{crate_name}}::{
-    Settings, Stopped,
+use nebula_runtime::{
+    Stopped,
     database::{self, Database},
     prometheus,
+};
+
+use {{crate_name}}::{
+    Settings,
     scheduler::{self, Delivery, JobSettings, RunStore, runs::Claim},
 };
 

@@ -13,7 +13,9 @@ use std::{
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use {{crate_name}}::{RunError, Service, Settings, Shutdown, Stopped};
+use nebula_runtime::{RunError, Shutdown, Stopped};
+
+use {{crate_name}}::{Service, Settings};
 
 use crate::test_database::TestDatabase;
 

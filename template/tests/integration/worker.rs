@@ -14,9 +14,13 @@ use crate::{
     test_database::{Engine, TestDatabase},
 };
 
-use {{crate_name}}::{
-    Settings, Stopped,
+use nebula_runtime::{
+    Stopped,
     database::{self, Database, DatabaseUrl, Migration},
+};
+
+use {{crate_name}}::{
+    Settings,
     worker::{JobId, JobRequest, NewJob, Store},
 };
 

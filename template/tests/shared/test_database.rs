@@ -16,7 +16,7 @@ use std::{io::Write, path::Path};
 use sqlx::{AnyConnection, Connection};
 use tempfile::TempDir;
 
-use {{crate_name}}::database::DatabaseUrl;
+use nebula_runtime::database::DatabaseUrl;
 
 /// The variable naming the PostgreSQL server the tests may use.
 pub const POSTGRES_URL_VAR: &str = "NEBULA_TEST_POSTGRES_URL";

@@ -17,7 +17,9 @@ use super::Settings;
 use crate::Service;
 
 /// The runtime's sections, in the order they are written.
-const RUNTIME_SECTIONS: [&str; 6] = ["log", "http", "metrics", "timeouts", "shutdown", "database"];
+const RUNTIME_SECTIONS: [&str; 7] = [
+    "log", "http", "metrics", "timeouts", "tokio", "shutdown", "database",
+];
 
 impl<S: Service> Serialize for Settings<S> {
     fn serialize<T: Serializer>(&self, serializer: T) -> Result<T::Ok, T::Error> {
@@ -26,6 +28,7 @@ impl<S: Service> Serialize for Settings<S> {
         map.serialize_entry("http", &self.http)?;
         map.serialize_entry("metrics", &self.metrics)?;
         map.serialize_entry("timeouts", &self.timeouts)?;
+        map.serialize_entry("tokio", &self.tokio)?;
         map.serialize_entry("shutdown", &self.shutdown)?;
         map.serialize_entry("database", &self.database)?;
         map.serialize_entry(S::KIND, &self.service)?;
@@ -57,6 +60,7 @@ impl<'de, S: Service> Visitor<'de> for SettingsVisitor<S> {
                 "http" => settings.http = map.next_value()?,
                 "metrics" => settings.metrics = map.next_value()?,
                 "timeouts" => settings.timeouts = map.next_value()?,
+                "tokio" => settings.tokio = map.next_value()?,
                 "shutdown" => settings.shutdown = map.next_value()?,
                 "database" => settings.database = map.next_value()?,
                 section if section == S::KIND => settings.service = map.next_value()?,

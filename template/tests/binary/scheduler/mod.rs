@@ -19,7 +19,7 @@ use crate::{
     support::{Counts, Launch, assert_deadline_exit, deadline_summary, runtime, serial, summary},
 };
 
-use {{crate_name}}::Exit;
+use nebula_runtime::Exit;
 
 /// An HTTP target whose answers wait until released. Each call is reported
 /// on `calls` when it arrives.

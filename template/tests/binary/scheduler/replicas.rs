@@ -26,7 +26,7 @@ use crate::{
     test_database::{Engine, TestDatabase},
 };
 
-use {{crate_name}}::Exit;
+use nebula_runtime::Exit;
 
 /// Arrivals a target keeps until a test reads them.
 const ARRIVALS_KEPT: usize = 1024;

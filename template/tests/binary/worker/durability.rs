@@ -29,7 +29,7 @@ use crate::{
     test_database::{Engine, TestDatabase, note_skipped},
 };
 
-use {{crate_name}}::Exit;
+use nebula_runtime::Exit;
 
 /// Worker slots per process in these tests.
 const WORKERS: usize = 4;

@@ -27,7 +27,9 @@ use crate::{
     test_database::TestDatabase,
 };
 
-use {{crate_name}}::{ENV_PREFIX, Exit};
+use nebula_runtime::Exit;
+
+use {{crate_name}}::ENV_PREFIX;
 
 /// Starts clients that submit `job` to `/jobs`.
 fn submit_load(process: &Process, clients: usize, limit: usize, job: Value) -> Load {
