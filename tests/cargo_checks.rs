@@ -80,6 +80,17 @@ fn passes_cargo_checks(service_type: &'static str) {
     if service_type != "scheduler" {
         runs_its_tmpfs_tests(service_type, project, locked);
     }
+    if service_type == "api" {
+        // The runtime's unit tests run once at the root of this repository,
+        // whose lock may hold newer crates than the services ship: run them
+        // once more on a service's lock (the three types' locks agree on
+        // the runtime's dependencies).
+        cargo_step(
+            service_type,
+            project,
+            &[&["test", "-p", "nebula-runtime"], locked].concat(),
+        );
+    }
     lints_and_format(service_type, project, locked);
 }
 

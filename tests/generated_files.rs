@@ -109,7 +109,18 @@ fn has_its_own_files(service_type: &'static str) {
     }
 
     check_default_config(project, service_type, &mut problems);
-    check_manifest(project, service_type, &mut problems);
+    check_manifest(
+        project,
+        "Cargo.toml",
+        &format!("files-{service_type}"),
+        &mut problems,
+    );
+    check_manifest(
+        project,
+        "runtime/Cargo.toml",
+        "nebula-runtime",
+        &mut problems,
+    );
     problems.extend(
         differences(
             &raw_template_dir().join("runtime"),
@@ -165,13 +176,20 @@ fn check_default_config(project: &Path, service_type: &str, problems: &mut Vec<S
     }
 }
 
-/// `Cargo.toml` parses, declares `rust-version = "1.92"`, and no dependency
-/// table enables Tokio's `full` feature (the template lists what it uses).
-fn check_manifest(project: &Path, service_type: &str, problems: &mut Vec<String>) {
-    let manifest: toml::Table = match read_text(&project.join("Cargo.toml")).parse() {
+/// The manifest at `manifest_name` (the project's, or the runtime's)
+/// parses, names `expected_name`, declares `rust-version = "1.92"`, and no
+/// dependency table enables Tokio's `full` feature (the template lists what
+/// it uses).
+fn check_manifest(
+    project: &Path,
+    manifest_name: &str,
+    expected_name: &str,
+    problems: &mut Vec<String>,
+) {
+    let manifest: toml::Table = match read_text(&project.join(manifest_name)).parse() {
         Ok(manifest) => manifest,
         Err(error) => {
-            problems.push(format!("Cargo.toml is not valid TOML: {error}"));
+            problems.push(format!("{manifest_name} is not valid TOML: {error}"));
             return;
         }
     };
@@ -181,16 +199,15 @@ fn check_manifest(project: &Path, service_type: &str, problems: &mut Vec<String>
         .and_then(toml::Value::as_str);
     if rust_version != Some(GENERATED_RUST_VERSION) {
         problems.push(format!(
-            "Cargo.toml: package.rust-version is {rust_version:?}, expected \"{GENERATED_RUST_VERSION}\""
+            "{manifest_name}: package.rust-version is {rust_version:?}, expected \"{GENERATED_RUST_VERSION}\""
         ));
     }
-    let expected_name = format!("files-{service_type}");
     let name = package
         .and_then(|package| package.get("name"))
         .and_then(toml::Value::as_str);
-    if name != Some(expected_name.as_str()) {
+    if name != Some(expected_name) {
         problems.push(format!(
-            "Cargo.toml: package.name is {name:?}, expected {expected_name:?}"
+            "{manifest_name}: package.name is {name:?}, expected {expected_name:?}"
         ));
     }
 
@@ -219,7 +236,7 @@ fn check_manifest(project: &Path, service_type: &str, problems: &mut Vec<String>
             .and_then(toml::Value::as_array);
         if features.is_some_and(|features| features.iter().any(|f| f.as_str() == Some("full"))) {
             problems.push(format!(
-                "Cargo.toml: [{where_}] tokio enables the \"full\" feature"
+                "{manifest_name}: [{where_}] tokio enables the \"full\" feature"
             ));
         }
     }

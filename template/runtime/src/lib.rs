@@ -15,11 +15,16 @@
 //! ([`http`]), health and readiness ([`readiness`], [`healthcheck`]),
 //! metrics ([`prometheus`]), the database ([`database`]: the pool, the 5 s
 //! rule, migrations, faults and health) and trace context
-//! ([`trace_context`], and [`otel`] with the `otel` feature). The job and
+//! ([`trace_context`], and `otel` with the `otel` feature). The job and
 //! scheduling engines move here in the next steps of the runtime-crate
 //! change.
 //!
 //! [`Section`]: settings::Section
+
+// Services get this crate copied, not rendered (`exclude` in the template's
+// cargo-generate.toml): rendered, `{{ liquid_would_empty_this }}` would
+// arrive empty, and tests/generated_files.rs compares the copy byte for
+// byte.
 
 pub mod cli;
 pub mod database;
@@ -46,9 +51,6 @@ pub use self::{
     settings::Settings,
     shutdown::{Shutdown, Signals},
 };
-
-/// This crate's version: the version of the template it came with.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs service `S` until SIGTERM or SIGINT, then drains it; a second
 /// signal forces it out. This is what a service's binary runs.

@@ -219,9 +219,7 @@ impl HttpSettings {
             max_body_bytes: 1024 * 1024,
         }
     }
-}
 
-impl HttpSettings {
     /// Records every out-of-range value in `problems`.
     pub fn validate(&self, problems: &mut Problems) {
         problems.require_capacity(
@@ -463,6 +461,25 @@ mod tests {
         assert!(text.contains("[test]"), "{text}");
         let read: Settings<TestService> = toml::from_str(&text).unwrap();
         assert_eq!(read, settings);
+    }
+
+    #[test]
+    fn a_file_read_whole_needs_every_section_and_no_other() {
+        let text = toml::to_string(&Settings::<TestService>::default()).unwrap();
+        let without_tokio = text.replace("[tokio]", "[tokio_gone]");
+        let error = toml::from_str::<Settings<TestService>>(&without_tokio)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("tokio_gone"), "{error}");
+        assert!(
+            error.contains("test"),
+            "lists the service's section: {error}"
+        );
+        let (head, _) = text.split_once("[test]").unwrap();
+        let error = toml::from_str::<Settings<TestService>>(head)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("missing field `test`"), "{error}");
     }
 
     #[test]

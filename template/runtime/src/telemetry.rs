@@ -40,10 +40,10 @@ impl Default for LogSettings {
 }
 
 impl LogSettings {
-    /// Accepts `level` and `target=level` directives, comma-separated.
+    /// Records a `log.level` that is not a valid filter in `problems`: it
+    /// takes `level` and `target=level` directives, comma-separated.
     /// `Targets` alone would read a misspelt level (`inof`) as a target name
     /// and silently log nothing, so each level is checked here.
-    /// Records a `log.level` that is not a valid filter in `problems`.
     pub fn validate(&self, problems: &mut Problems) {
         let valid = !self.level.trim().is_empty()
             && self.level.split(',').all(|directive| {

@@ -1,4 +1,4 @@
-//! A service for the runtime's own tests: no section of its own, no
+//! A service for the runtime's own tests: one small section, `[test]`, no
 //! migrations, no routes.
 
 use axum::Router;

@@ -1,8 +1,9 @@
 //! The Nebula timeout rules, in one place so every service uses the same ones.
 //!
 //! Every operation that waits on something outside the process has a
-//! deadline. The constants are the house defaults; the `[timeouts]` settings
-//! override them per deployment, and code reads the values from
+//! deadline. [`Timeouts::NEBULA`] holds the house rules, a service names
+//! its own (`Service::TIMEOUTS`, usually the same), the `[timeouts]`
+//! settings override them per deployment, and code reads the values from
 //! [`Timeouts`], never from literals scattered through the code.
 
 use std::time::Duration;
@@ -10,17 +11,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::settings::Problems;
-
-/// Default deadline for one operation: an HTTP request handled by this
-/// service, a job attempt, a scheduled run without its own timeout.
-pub const DEFAULT: Duration = Duration::from_secs(30);
-
-/// Deadline for one database operation. Short, because a slow query holds a
-/// pooled connection that other requests are waiting for.
-pub const DATABASE: Duration = Duration::from_secs(5);
-
-/// Deadline for one outbound HTTP call, connect included.
-pub const HTTP_CLIENT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for accepted work before cancelling it. Below
 /// Kubernetes' default 30 s termination grace, so the process exits on its
@@ -31,12 +21,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
-    /// Request handling, job attempts ([`DEFAULT`]).
+    /// One operation: an HTTP request handled by this service, a job
+    /// attempt, a scheduled run without its own timeout.
     pub default_ms: u64,
-    /// Database operations ([`DATABASE`]): every call of the `database`
-    /// module, and the engines' own limits.
+    /// One database call, the wait for a pooled connection included: every
+    /// call of the `database` module, and the engines' own limits. Short,
+    /// because a slow query holds a connection others are waiting for.
     pub database_ms: u64,
-    /// Outbound HTTP calls ([`HTTP_CLIENT`]).
+    /// One outbound HTTP call, connect included.
     pub http_client_ms: u64,
 }
 
@@ -47,7 +39,8 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    /// The house rules: [`DEFAULT`], [`DATABASE`], [`HTTP_CLIENT`].
+    /// The house rules: 30 s per operation, 5 s per database call, 10 s per
+    /// outbound HTTP call.
     pub const NEBULA: Self = Self {
         default_ms: 30_000,
         database_ms: 5_000,

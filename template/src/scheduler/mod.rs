@@ -27,10 +27,9 @@ pub use self::{
     schedule::{Action, Clock, Schedule},
 };
 use nebula_runtime::{
-    database,
+    Service, database,
     settings::{Problems, Section},
     tasks::{BoxError, Context},
-    timeouts,
 };
 
 /// The `[scheduler]` settings.
@@ -66,7 +65,8 @@ impl Default for Settings {
             jobs: vec![JobSettings {
                 name: "self-check".to_owned(),
                 every_ms: 60_000,
-                timeout_ms: nebula_runtime::settings::duration_ms(timeouts::HTTP_CLIENT),
+                // Its call's own limit: the outbound HTTP rule.
+                timeout_ms: <crate::App as Service>::TIMEOUTS.http_client_ms,
                 url: format!("http://127.0.0.1:{}/healthz", crate::DEFAULT_PORT),
                 delivery: Delivery::AtMostOnce,
             }],

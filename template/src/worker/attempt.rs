@@ -17,7 +17,7 @@ use super::{Backoff, Job};
 pub struct RetryPolicy {
     /// Attempts per job, the first included.
     pub max_attempts: u32,
-    /// Limit on each attempt ([`nebula_runtime::timeouts::DEFAULT`] unless configured).
+    /// Limit on each attempt (`timeouts.default_ms`).
     pub attempt_timeout: Duration,
     pub backoff: Backoff,
 }

@@ -1,8 +1,11 @@
 //! Serde for [`Settings`], written out because the service's section is
 //! named after its kind (`[api]`, `[worker]`), which a derive cannot name,
 //! and `#[serde(flatten)]` would buffer the section and lose the key path
-//! that errors name (`worker.concurrency`, not just `concurrency`).
-//! Unknown keys never reach this code: the loader refuses them first,
+//! that errors name (`worker.workers`, not just `workers`). As a derive
+//! with `deny_unknown_fields` would, it refuses an unknown section and
+//! requires every section (the loader's defaults layer holds them all, so
+//! this bites a file read whole, such as the shipped `config/default.toml`
+//! in its test). The loader refuses unknown keys before this code runs,
 //! naming the layer they came from.
 
 use std::{fmt, marker::PhantomData};
@@ -52,21 +55,42 @@ impl<'de, S: Service> Visitor<'de> for SettingsVisitor<S> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // Absent sections take their defaults, as absent keys do.
-        let mut settings = Settings::<S>::default();
+        let mut log = None;
+        let mut http = None;
+        let mut metrics = None;
+        let mut timeouts = None;
+        let mut tokio = None;
+        let mut shutdown = None;
+        let mut database = None;
+        let mut service = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "log" => settings.log = map.next_value()?,
-                "http" => settings.http = map.next_value()?,
-                "metrics" => settings.metrics = map.next_value()?,
-                "timeouts" => settings.timeouts = map.next_value()?,
-                "tokio" => settings.tokio = map.next_value()?,
-                "shutdown" => settings.shutdown = map.next_value()?,
-                "database" => settings.database = map.next_value()?,
-                section if section == S::KIND => settings.service = map.next_value()?,
-                unknown => return Err(de::Error::unknown_field(unknown, &RUNTIME_SECTIONS)),
+                "log" => log = Some(map.next_value()?),
+                "http" => http = Some(map.next_value()?),
+                "metrics" => metrics = Some(map.next_value()?),
+                "timeouts" => timeouts = Some(map.next_value()?),
+                "tokio" => tokio = Some(map.next_value()?),
+                "shutdown" => shutdown = Some(map.next_value()?),
+                "database" => database = Some(map.next_value()?),
+                section if section == S::KIND => service = Some(map.next_value()?),
+                unknown => {
+                    return Err(de::Error::custom(format!(
+                        "unknown section `{unknown}`, expected one of {}, {}",
+                        RUNTIME_SECTIONS.join(", "),
+                        S::KIND
+                    )));
+                }
             }
         }
-        Ok(settings)
+        Ok(Settings {
+            log: log.ok_or_else(|| de::Error::missing_field("log"))?,
+            http: http.ok_or_else(|| de::Error::missing_field("http"))?,
+            metrics: metrics.ok_or_else(|| de::Error::missing_field("metrics"))?,
+            timeouts: timeouts.ok_or_else(|| de::Error::missing_field("timeouts"))?,
+            tokio: tokio.ok_or_else(|| de::Error::missing_field("tokio"))?,
+            shutdown: shutdown.ok_or_else(|| de::Error::missing_field("shutdown"))?,
+            database: database.ok_or_else(|| de::Error::missing_field("database"))?,
+            service: service.ok_or_else(|| de::Error::missing_field(S::KIND))?,
+        })
     }
 }
