@@ -88,6 +88,8 @@ impl<S: Service> Default for Settings<S> {
     }
 }
 
+// Clone, PartialEq and Debug are written out: derived, they would require
+// the service's marker type `S` to implement them too.
 impl<S: Service> Clone for Settings<S> {
     fn clone(&self) -> Self {
         Self {
