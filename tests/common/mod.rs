@@ -640,6 +640,13 @@ pub fn cargo_step_with_env(
         .current_dir(project)
         .env("CARGO_TARGET_DIR", shared_target_dir())
         .env("CARGO_TERM_COLOR", "never")
+        // Disk, not speed: a full run builds some twenty generated projects
+        // into the shared folder, and incremental caches with full debug info
+        // grew it past the free disk of a CI machine. Each project is built
+        // once, so incremental caches buy nothing; line tables keep file and
+        // line in a failing test's backtrace.
+        .env("CARGO_INCREMENTAL", "0")
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
         .env_remove(POSTGRES_URL_VAR)
         .env_remove(POSTGRES_CTL_VAR)
         .envs(env.iter().copied());
