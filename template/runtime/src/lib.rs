@@ -14,8 +14,9 @@
 //! supervised tasks ([`tasks`]), the HTTP server and its request layer
 //! ([`http`]), health and readiness ([`readiness`], [`healthcheck`]),
 //! metrics ([`prometheus`]), the database ([`database`]: the pool, the 5 s
-//! rule, migrations, faults and health) and trace context
-//! ([`trace_context`], and `otel` with the `otel` feature). The job and
+//! rule, migrations, faults and health), trace context
+//! ([`trace_context`], and `otel` with the `otel` feature) and, with the
+//! `outbound` feature, the outbound HTTP client (`outbound`). The job and
 //! scheduling engines move here in the next steps of the runtime-crate
 //! change.
 //!
@@ -33,6 +34,8 @@ pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "otel")]
 pub mod otel;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod prometheus;
 pub mod readiness;
 pub mod service;

@@ -28,6 +28,7 @@ pub use self::{
 };
 use nebula_runtime::{
     Service, database,
+    outbound::HttpClient,
     settings::{Problems, Section},
     tasks::{BoxError, Context},
 };
@@ -117,7 +118,7 @@ pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> 
         connected,
     } = database::start(context)?;
     let store = RunStore::new(database, claims::replica_name());
-    let client = http_call::client(settings.timeouts.http_client())?;
+    let client = HttpClient::new(settings.timeouts.http_client())?;
     let clock = Clock::system();
     for job in &settings.service.jobs {
         let schedule = Schedule {
@@ -188,15 +189,21 @@ mod tests {
     }
 
     #[test]
-    fn https_and_malformed_urls_are_refused_with_the_reason() {
+    fn https_is_taken_and_other_schemes_and_malformed_urls_are_refused() {
         let found = problems(vec![
             job("a", "https://example.com/"),
-            job("b", "not a url"),
+            job("b", "ftp://example.com/"),
+            job("c", "not a url"),
         ]);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(found[0].0, "scheduler.jobs[0].url");
-        assert!(found[0].1.contains("http://"), "{found:?}");
-        assert_eq!(found[1].0, "scheduler.jobs[1].url");
+        assert_eq!(
+            found[0],
+            (
+                "scheduler.jobs[1].url".to_owned(),
+                "must be an http:// or https:// URL, got ftp://".to_owned()
+            )
+        );
+        assert_eq!(found[1].0, "scheduler.jobs[2].url");
     }
 
     #[test]

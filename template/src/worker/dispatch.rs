@@ -23,8 +23,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    Backlog, Claimed, JOB_ATTEMPT_FAILURES, JOB_DURATION, JOBS, JOBS_CLAIMED, JOBS_RELEASED, Job,
-    LEASE_LOSSES, LeaseLost, Next, RetryPolicy, Store, job::Outcome, keep_lease, run_attempt,
+    Backlog, Claimed, JOB_ATTEMPT_FAILURES, JOB_DURATION, JOBS, JOBS_CLAIMED, JOBS_RELEASED,
+    JobContext, Kinds, LEASE_LOSSES, LeaseLost, Next, RetryPolicy, Store,
+    attempt::Failure,
+    job::Outcome,
+    keep_lease,
+    kind::{Prepared, Refused},
+    run_attempt,
 };
 use nebula_runtime::{
     database::{Connected, DbError, jittered, now_ms},
@@ -131,6 +136,7 @@ fn unreachable_slot(job: &Claimed) {
 /// Runs one claimed job to what its attempt decides.
 pub struct Runner {
     pub store: Store,
+    pub kinds: Arc<Kinds>,
     pub policy: RetryPolicy,
     pub lease: Duration,
     pub heartbeat: Duration,
@@ -140,7 +146,7 @@ pub struct Runner {
 
 /// How a job's run ended, before its write-back.
 enum Ended {
-    Attempted(Result<(), &'static str>),
+    Attempted(Result<(), Failure>),
     LeaseLost(LeaseLost),
     Abandoned,
 }
@@ -155,18 +161,29 @@ impl Runner {
     }
 
     async fn run_claimed(&self, claimed: Claimed) {
-        let request = match &claimed.request {
-            Ok(request) => request.clone(),
-            Err(error) => {
-                let message = format!("the stored job does not decode: {error}");
-                self.record(&claimed, Next::Fail { kind: "payload" }, &message)
+        let cancelled = CancellationToken::new();
+        let job = JobContext {
+            id: claimed.id,
+            attempt: claimed.attempt,
+            cancelled: cancelled.clone(),
+        };
+        let Prepared {
+            attempt,
+            max_attempts,
+            timeout,
+        } = match self.kinds.prepare(&claimed.kind, &claimed.args, job) {
+            Ok(prepared) => prepared,
+            Err(refused) => {
+                // Another attempt would meet the same: fail the job now.
+                let label = match refused {
+                    Refused::UnknownKind(_) => "unknown_kind",
+                    Refused::Args(_) => "args",
+                };
+                metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => label).increment(1);
+                self.record(&claimed, Next::Fail { kind: label }, &refused.to_string())
                     .await;
                 return;
             }
-        };
-        let job = Job {
-            id: claimed.id,
-            request,
         };
         let ended = if self.abandon.is_cancelled() {
             Ended::Abandoned
@@ -174,25 +191,37 @@ impl Runner {
             let heartbeat = keep_lease(claimed.lease_ends, self.heartbeat, self.lease, || {
                 self.store.heartbeat(&claimed, self.lease)
             });
+            let timeout = timeout.unwrap_or(self.policy.attempt_timeout);
             tokio::select! {
                 biased;
                 () = self.abandon.cancelled() => Ended::Abandoned,
                 lost = heartbeat => Ended::LeaseLost(lost),
-                result = run_attempt(&job, claimed.attempt, self.policy.attempt_timeout) => {
+                result = run_attempt(attempt, claimed.attempt, timeout) => {
                     Ended::Attempted(result)
                 }
             }
         };
+        // The attempt's future is gone (finished or dropped); work it left
+        // on the blocking pool learns it here.
+        cancelled.cancel();
         match ended {
             Ended::Attempted(result) => {
-                if let Err(kind) = result {
-                    metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => kind).increment(1);
+                if let Err(failure) = &result {
+                    metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => failure.kind).increment(1);
                 }
-                let next = self.policy.next(claimed.attempt, result);
-                let message = match &next {
-                    Next::Succeed => String::new(),
-                    Next::Retry { kind, .. } | Next::Fail { kind } => {
-                        format!("attempt {} failed: {kind}", claimed.attempt)
+                // The limit the job was accepted with; a job stored before
+                // limits were stored takes the kind's, or the setting.
+                let max_attempts = claimed
+                    .max_attempts
+                    .or(max_attempts)
+                    .unwrap_or(self.policy.max_attempts);
+                let next = self
+                    .policy
+                    .next(claimed.attempt, max_attempts, result.as_ref().err());
+                let message = match &result {
+                    Ok(()) => String::new(),
+                    Err(failure) => {
+                        format!("attempt {} failed: {}", claimed.attempt, failure.message)
                     }
                 };
                 self.record(&claimed, next, &message).await;

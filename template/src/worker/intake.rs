@@ -10,7 +10,14 @@
 //!   unavailable, slow or has a fault (a full disk, a read-only or locked
 //!   file, a lost connection), or the queue holds `worker.queue_capacity`
 //!   jobs. No 202 is given for a job that was not committed;
-//! - 422 for a job that does not validate, 400 for a bad `Idempotency-Key`.
+//! - 400 with `{"error": ...}` for a job of an unknown kind, or whose
+//!   `args` its kind does not decode or accept (the message names the kind
+//!   or the field), and for a bad `Idempotency-Key`; nothing is stored.
+//!
+//! The body is `{"kind": "...", "args": {...}}`; `args` may be left out
+//! when every argument of the kind has a default.
+
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
@@ -19,11 +26,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Backlog, JOBS_REFUSED, JobId, JobRequest, NewJob, Store,
+    Backlog, JOBS_REFUSED, JobId, Kinds, NewJob, Store,
     commit::{Committer, NotCommitted},
 };
 use nebula_runtime::{
@@ -39,11 +47,23 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 pub struct Intake {
     pub committer: Committer,
     pub store: Store,
+    pub kinds: Arc<Kinds>,
+    /// `worker.max_attempts`, for kinds without a limit of their own.
+    pub max_attempts: u32,
     pub backlog: Backlog,
     /// Open while the database answers.
     pub gate: Gate,
     pub draining: CancellationToken,
     pub retry_after_secs: u64,
+}
+
+/// The body of `POST /jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submission {
+    kind: String,
+    /// Kept as the client sent it: checked by the kind, then stored as is.
+    args: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,15 +88,20 @@ impl Intake {
 async fn submit(
     State(intake): State<Intake>,
     headers: HeaderMap,
-    body: Result<Json<JobRequest>, JsonRejection>,
+    body: Result<Json<Submission>, JsonRejection>,
 ) -> Response {
-    let request = match body {
-        Ok(Json(request)) => request,
+    let submission = match body {
+        Ok(Json(submission)) => submission,
         Err(rejection) => return error_response(rejection.status(), rejection.body_text()),
     };
-    if let Err(message) = request.validate() {
-        return error_response(StatusCode::UNPROCESSABLE_ENTITY, message);
-    }
+    let args = submission.args.as_deref().map_or("{}", RawValue::get);
+    let max_attempts = match intake
+        .kinds
+        .check(&submission.kind, args, intake.max_attempts)
+    {
+        Ok(max_attempts) => max_attempts,
+        Err(refused) => return error_response(StatusCode::BAD_REQUEST, refused.to_string()),
+    };
     let idempotency_key = match idempotency_key(&headers) {
         Ok(key) => key,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
@@ -107,7 +132,9 @@ async fn submit(
     let job = NewJob {
         id: JobId::new(),
         idempotency_key,
-        request,
+        args: args.to_owned(),
+        kind: submission.kind,
+        max_attempts,
         traceparent: trace_context::current_traceparent(),
     };
     match intake.committer.commit(job).await {

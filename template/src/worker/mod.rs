@@ -23,13 +23,16 @@
 mod attempt;
 mod backoff;
 mod commit;
+mod diagnostic;
 mod dispatch;
 mod intake;
 mod job;
+mod kind;
 mod lease;
 mod listen;
 mod maintenance;
 pub mod store;
+mod webhook;
 
 use std::{sync::Arc, time::Duration};
 
@@ -38,12 +41,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use self::{
-    attempt::{Next, RetryPolicy, run_attempt},
+    attempt::{Failure, Next, RetryPolicy, run_attempt},
     backoff::Backoff,
     commit::Backlog,
-    job::{Job, JobId, JobRequest},
+    diagnostic::{DiagnosticSleep, MAX_CPU_ROUNDS, SleepArgs},
+    job::JobId,
+    kind::{Attempt, JobContext, JobError, JobKind, Kinds},
     lease::{LeaseLost, keep_lease},
     store::{Claimed, JobStatus, MIGRATIONS, NewJob, Store},
+    webhook::{Webhook, WebhookArgs, WebhookSettings},
 };
 use nebula_runtime::{
     database,
@@ -57,6 +63,8 @@ use nebula_runtime::{
 pub struct Settings {
     /// Jobs this replica runs at once.
     pub workers: usize,
+    /// Registers the `diagnostic.sleep` kind, for smoke and load tests.
+    pub diagnostic_jobs: bool,
     /// Jobs waiting across every replica; more are refused with 503.
     pub queue_capacity: usize,
     /// Attempts per job, the first included.
@@ -77,12 +85,15 @@ pub struct Settings {
     pub max_rescues: u32,
     /// How long finished jobs (and their idempotency keys) are kept.
     pub retention_ms: u64,
+    /// Where the `webhook` kind may deliver.
+    pub webhook: WebhookSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             workers: 4,
+            diagnostic_jobs: false,
             queue_capacity: 1024,
             max_attempts: 5,
             backoff_initial_ms: 100,
@@ -93,6 +104,7 @@ impl Default for Settings {
             rescue_interval_ms: 5_000,
             max_rescues: 3,
             retention_ms: 7 * 24 * 60 * 60 * 1_000,
+            webhook: WebhookSettings::default(),
         }
     }
 }
@@ -127,6 +139,7 @@ impl Section for Settings {
         problems.require_positive("worker.poll_interval_ms", self.poll_interval_ms);
         problems.require_positive("worker.rescue_interval_ms", self.rescue_interval_ms);
         problems.require_positive("worker.retention_ms", self.retention_ms);
+        self.webhook.validate(problems);
     }
 }
 
@@ -153,7 +166,8 @@ impl Settings {
 pub const JOBS: &str = "nebula_jobs_total";
 /// Histogram of the time from a job's acceptance to its outcome, by `outcome`.
 pub const JOB_DURATION: &str = "nebula_job_duration_seconds";
-/// Counter of failed attempts, by `kind` (`error`, `panic`, `timeout`).
+/// Counter of failed attempts, by `kind` (`error`, `panic`, `timeout`; and
+/// `unknown_kind` or `args` for a stored job its build cannot run).
 pub const JOB_ATTEMPT_FAILURES: &str = "nebula_job_attempt_failures_total";
 /// Counter of jobs refused at intake, by `reason`.
 pub const JOBS_REFUSED: &str = "nebula_jobs_refused_total";
@@ -180,7 +194,7 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         JOB_ATTEMPT_FAILURES,
-        "Job attempts that failed, by kind: error, panic or timeout"
+        "Job attempts that failed, by kind: error, panic, timeout, unknown_kind or args"
     );
     metrics::describe_counter!(
         JOBS_REFUSED,
@@ -206,6 +220,22 @@ pub fn describe_metrics() {
     metrics::describe_gauge!(QUEUE_CAPACITY, "Most jobs that may wait");
 }
 
+/// The job kinds this service runs: register each of yours here.
+///
+/// # Errors
+/// When a kind cannot be made (its HTTP client, say).
+fn kinds(settings: &crate::Settings) -> Result<Kinds, BoxError> {
+    let mut kinds = Kinds::new();
+    kinds.register(Webhook::new(
+        &settings.service.webhook,
+        settings.timeouts.http_client(),
+    )?);
+    if settings.service.diagnostic_jobs {
+        kinds.register(DiagnosticSleep);
+    }
+    Ok(kinds)
+}
+
 /// Opens the database and starts its supervisor, then the intake writer, the
 /// dispatcher and the maintenance tasks, and returns the job routes.
 ///
@@ -220,6 +250,7 @@ pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> 
         connected,
     } = database::start(context)?;
     let store = Store::new(database.clone());
+    let kinds = Arc::new(kinds(settings)?);
     let wake = Arc::new(Notify::new());
     let backlog = Backlog::new(settings.service.queue_capacity);
 
@@ -239,6 +270,7 @@ pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> 
         poll_interval: Duration::from_millis(settings.service.poll_interval_ms),
         runner: dispatch::Runner {
             store: store.clone(),
+            kinds: kinds.clone(),
             policy: RetryPolicy {
                 max_attempts: settings.service.max_attempts,
                 attempt_timeout: settings.timeouts.default_operation(),
@@ -280,6 +312,8 @@ pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> 
     Ok(intake::routes(intake::Intake {
         committer,
         store,
+        kinds,
+        max_attempts: settings.service.max_attempts,
         backlog,
         gate,
         draining: context.draining.clone(),

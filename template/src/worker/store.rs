@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 use tokio::time::Instant;
 
-use super::{JobId, JobRequest};
+use super::JobId;
 use nebula_runtime::database::{Backend, Database, DbError, Faults, Migration, ms, now_ms};
 
 /// The worker's migrations, in order.
@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "job trace",
         sql: include_str!("migrations/0002_job_trace.sql"),
     },
+    Migration {
+        version: 3,
+        description: "job kind",
+        sql: include_str!("migrations/0003_job_kind.sql"),
+    },
 ];
 
 /// PostgreSQL channel on which intake announces new jobs.
@@ -42,7 +47,12 @@ pub const NEW_JOBS_CHANNEL: &str = "nebula_jobs_queued";
 pub struct NewJob {
     pub id: JobId,
     pub idempotency_key: Option<String>,
-    pub request: JobRequest,
+    /// Its kind's name, registered when it was accepted.
+    pub kind: String,
+    /// Its arguments, as the JSON the client sent (checked by its kind).
+    pub args: String,
+    /// Attempts it may take, the first included.
+    pub max_attempts: u32,
     /// The submitting request's trace, as a W3C `traceparent`.
     pub traceparent: Option<String>,
 }
@@ -51,8 +61,12 @@ pub struct NewJob {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: JobId,
-    /// `Err` when the stored payload no longer decodes: the job fails.
-    pub request: Result<JobRequest, String>,
+    pub kind: String,
+    /// Its arguments as JSON, decoded by its kind before the attempt.
+    pub args: String,
+    /// The attempt limit it was accepted with; `None` for a job stored
+    /// before limits were stored.
+    pub max_attempts: Option<u32>,
     /// This attempt's number, from 1.
     pub attempt: u32,
     /// The submitting request's trace, as a W3C `traceparent`.
@@ -130,12 +144,12 @@ impl Store {
                 let mut ordered: Vec<&NewJob> = jobs.iter().collect();
                 ordered.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
                 for job in ordered {
-                    let payload = serde_json::to_string(&job.request)
-                        .map_err(|error| sqlx::Error::Encode(error.into()))?;
                     insert = insert
                         .bind(job.id.to_string())
                         .bind(job.idempotency_key.as_deref())
-                        .bind(payload)
+                        .bind(job.kind.as_str())
+                        .bind(job.args.as_str())
+                        .bind(i64::from(job.max_attempts))
                         .bind(job.traceparent.as_deref());
                 }
                 let mut transaction = database.begin_write().await?;
@@ -194,7 +208,7 @@ impl Store {
              WHERE id IN (
                  SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $1
                  ORDER BY run_at LIMIT $3 {lock})
-             RETURNING id, payload, attempts, token, created_at, traceparent"
+             RETURNING id, kind, payload, max_attempts, attempts, token, created_at, traceparent"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let database = &self.database;
@@ -359,8 +373,10 @@ impl Store {
             .run("rescue_jobs", async {
                 sqlx::query(
                     "UPDATE jobs SET
-                         state = CASE WHEN rescues >= $2 OR attempts >= $3 THEN 'failed' ELSE 'queued' END,
-                         finished_at = CASE WHEN rescues >= $2 OR attempts >= $3 THEN $1 ELSE NULL END,
+                         state = CASE WHEN rescues >= $2 OR attempts >= COALESCE(max_attempts, $3)
+                             THEN 'failed' ELSE 'queued' END,
+                         finished_at = CASE WHEN rescues >= $2 OR attempts >= COALESCE(max_attempts, $3)
+                             THEN $1 ELSE NULL END,
                          last_error = 'lease expired: the worker running it stopped or lost contact',
                          rescues = rescues + 1, token = token + 1, lease_until = NULL,
                          run_at = $1, updated_at = $1
@@ -463,25 +479,24 @@ impl Store {
 }
 
 /// The `INSERT` of `rows` jobs in one statement: `$1` is the time, then
-/// four parameters a job (id, idempotency key, payload, traceparent). A
+/// six parameters a job (id, idempotency key, kind, arguments, attempt
+/// limit, traceparent). A
 /// repeated key inserts nothing; `RETURNING id` names the rows that were
 /// inserted.
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO jobs (id, idempotency_key, payload, traceparent, state, run_at, created_at, updated_at) VALUES ",
+        "INSERT INTO jobs (id, idempotency_key, kind, payload, max_attempts, traceparent, state, run_at, created_at, updated_at) VALUES ",
     );
     for row in 0..rows {
-        let first = 2 + row * 4;
+        let first = 2 + row * 6;
         if row > 0 {
             sql.push_str(", ");
         }
-        let _ = write!(
-            sql,
-            "(${first}, ${}, ${}, ${}, 'queued', $1, $1, $1)",
-            first + 1,
-            first + 2,
-            first + 3
-        );
+        let _ = write!(sql, "(${first}");
+        for parameter in first + 1..first + 6 {
+            let _ = write!(sql, ", ${parameter}");
+        }
+        sql.push_str(", 'queued', $1, $1, $1)");
     }
     sql.push_str(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id");
     sql
@@ -493,11 +508,13 @@ fn parse_id(text: &str) -> Result<JobId, sqlx::Error> {
 }
 
 fn claimed(row: &AnyRow, lease_ends: Instant) -> Result<Claimed, sqlx::Error> {
-    let payload: String = row.try_get("payload")?;
     let attempt: i64 = row.try_get("attempts")?;
+    let max_attempts: Option<i64> = row.try_get("max_attempts")?;
     Ok(Claimed {
         id: parse_id(&row.try_get::<String, _>("id")?)?,
-        request: serde_json::from_str(&payload).map_err(|error| error.to_string()),
+        kind: row.try_get("kind")?,
+        args: row.try_get("payload")?,
+        max_attempts: max_attempts.map(|limit| u32::try_from(limit).unwrap_or(u32::MAX)),
         attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
         traceparent: row.try_get("traceparent")?,
         token: row.try_get("token")?,

@@ -21,8 +21,11 @@ use nebula_runtime::{
 
 use {{crate_name}}::{
     Settings,
-    worker::{JobId, JobRequest, NewJob, Store},
+    worker::{JobId, NewJob, Store},
 };
+
+/// The example `webhook` job kind.
+mod webhook;
 
 /// Runs an `async fn(Engine)` scenario as two tests, `sqlite` and
 /// `postgres`; the second is skipped, with a note, without a server.
@@ -57,16 +60,31 @@ on_both_engines!(
     a_rescued_job_is_fenced_off_from_its_first_worker,
     a_held_lock_fails_intake_at_the_database_timeout,
     finished_jobs_are_pruned_after_the_retention,
+    a_stored_job_of_a_kind_no_longer_registered_fails_once,
 );
 
 /// Settings for `database`, with short waits so that tests are quick.
 fn on(database: &TestDatabase) -> Settings {
-    let mut settings = settings();
+    let mut settings = diagnostic_settings();
     settings.database.url = database.url.clone();
     settings.service.poll_interval_ms = 20;
     settings.service.backoff_initial_ms = 1;
     settings.service.backoff_max_ms = 10;
     settings
+}
+
+/// The test settings with the `diagnostic.sleep` kind registered.
+fn diagnostic_settings() -> Settings {
+    let mut settings = settings();
+    settings.service.diagnostic_jobs = true;
+    settings
+}
+
+/// A `diagnostic.sleep` job with `args`.
+fn sleep_job(args: Value) -> Value {
+    let mut job = json!({"kind": "diagnostic.sleep"});
+    job["args"] = args;
+    job
 }
 
 /// Submits a job; returns its id when accepted, or the refusal.
@@ -119,7 +137,7 @@ async fn accepted_jobs_run_and_finish_exactly_once(engine: Engine) {
     let mut accepted = Vec::new();
     for _ in 0..5 {
         accepted.push(
-            submit(&service, &json!({"cpu_rounds": 1000}))
+            submit(&service, &sleep_job(json!({"cpu_rounds": 1000})))
                 .await
                 .unwrap(),
         );
@@ -152,10 +170,10 @@ async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
     settings.service.max_attempts = 3;
     let service = start(settings).await;
 
-    let recovers = submit(&service, &json!({"fail_attempts": 2}))
+    let recovers = submit(&service, &sleep_job(json!({"fail_attempts": 2})))
         .await
         .unwrap();
-    let gives_up = submit(&service, &json!({"fail_attempts": 9}))
+    let gives_up = submit(&service, &sleep_job(json!({"fail_attempts": 9})))
         .await
         .unwrap();
     let recovered = until_state(&service, &recovers, "succeeded").await;
@@ -163,7 +181,10 @@ async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
     assert_eq!(recovered["last_error"], Value::Null);
     let failed = until_state(&service, &gives_up, "failed").await;
     assert_eq!(failed["attempts"], 3);
-    assert_eq!(failed["last_error"], "attempt 3 failed: error");
+    assert_eq!(
+        failed["last_error"],
+        "attempt 3 failed: asked to fail by fail_attempts"
+    );
 
     service.stop().await.unwrap();
     let finished = finished(&logs);
@@ -181,7 +202,7 @@ async fn a_repeated_idempotency_key_creates_no_second_job(engine: Engine) {
             .client
             .post(service.url("/jobs"))
             .header("idempotency-key", key)
-            .json(&json!({}))
+            .json(&sleep_job(json!({})))
             .send()
     };
     let first: Value = post("order-17").await.unwrap().json().await.unwrap();
@@ -208,7 +229,7 @@ async fn a_repeated_idempotency_key_creates_no_second_job(engine: Engine) {
         .client
         .post(service.url("/jobs"))
         .header("idempotency-key", too_long)
-        .json(&json!({}))
+        .json(&sleep_job(json!({})))
         .send()
         .await
         .unwrap();
@@ -229,7 +250,7 @@ async fn concurrent_requests_with_one_key_on_two_replicas_create_one_job(engine:
             .client
             .post(replica.url("/jobs"))
             .header("idempotency-key", "order-42")
-            .json(&json!({}))
+            .json(&sleep_job(json!({})))
             .send()
     });
     let mut ids = Vec::new();
@@ -271,7 +292,9 @@ async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
     let job = NewJob {
         id: JobId::new(),
         idempotency_key: None,
-        request: JobRequest::default(),
+        kind: "diagnostic.sleep".to_owned(),
+        args: "{}".to_owned(),
+        max_attempts: 5,
         traceparent: Some(traceparent.to_owned()),
     };
     store.insert_batch(&[job]).await.unwrap();
@@ -335,7 +358,7 @@ async fn a_full_queue_refuses_jobs_with_503(engine: Engine) {
     settings.shutdown.grace_ms = 300;
     let service = start(settings).await;
 
-    let endless = json!({"duration_ms": 600_000});
+    let endless = sleep_job(json!({"duration_ms": 600_000}));
     let running = submit(&service, &endless).await.unwrap();
     until_state(&service, &running, "running").await;
     // The claim frees its place at once, unless the queue's count, read
@@ -364,16 +387,16 @@ async fn the_drain_leaves_queued_jobs_for_the_next_start(engine: Engine) {
     settings.service.workers = 1;
     let service = start(settings.clone()).await;
 
-    let first = submit(&service, &json!({"duration_ms": 300}))
+    let first = submit(&service, &sleep_job(json!({"duration_ms": 300})))
         .await
         .unwrap();
     until_state(&service, &first, "running").await;
     let waiting = [
-        submit(&service, &json!({})).await.unwrap(),
-        submit(&service, &json!({})).await.unwrap(),
+        submit(&service, &sleep_job(json!({}))).await.unwrap(),
+        submit(&service, &sleep_job(json!({}))).await.unwrap(),
     ];
     service.shutdown.request();
-    let late = submit(&service, &json!({})).await;
+    let late = submit(&service, &sleep_job(json!({}))).await;
     assert!(
         matches!(late, Err(Answer::Status(503) | Answer::Refused)),
         "a job offered after the drain started: {late:?}"
@@ -401,7 +424,7 @@ async fn jobs_cut_at_the_deadline_are_released_without_counting_the_attempt(engi
     settings.shutdown.grace_ms = 300;
     let service = start(settings.clone()).await;
 
-    let long = submit(&service, &json!({"duration_ms": 600_000}))
+    let long = submit(&service, &sleep_job(json!({"duration_ms": 600_000})))
         .await
         .unwrap();
     until_state(&service, &long, "running").await;
@@ -434,7 +457,7 @@ async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
     settings.service.rescue_interval_ms = 20;
     let service = start(settings).await;
 
-    let id = submit(&service, &json!({"duration_ms": 500}))
+    let id = submit(&service, &sleep_job(json!({"duration_ms": 500})))
         .await
         .unwrap();
     until_state(&service, &id, "running").await;
@@ -486,7 +509,10 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     };
     sqlx::raw_sql(lock).execute(&mut holder).await.unwrap();
     let started = Instant::now();
-    let refused = service.post_json("/jobs", &json!({})).await.unwrap();
+    let refused = service
+        .post_json("/jobs", &sleep_job(json!({})))
+        .await
+        .unwrap();
     let waited = started.elapsed();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -536,7 +562,10 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
             assert_eq!(body["degraded"]["database_writes"], "locked", "{body}");
             // While the fault lasts, a write is refused without waiting.
             let started = Instant::now();
-            let refused = service.post_json("/jobs", &json!({})).await.unwrap();
+            let refused = service
+                .post_json("/jobs", &sleep_job(json!({})))
+                .await
+                .unwrap();
             assert_eq!(refused.status(), 503);
             assert!(refused.headers().contains_key("retry-after"));
             assert!(
@@ -558,7 +587,7 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
     holder.close().await.ok();
 
     let accepted = eventually("intake to accept a job again", || async {
-        submit(&service, &json!({})).await.ok()
+        submit(&service, &sleep_job(json!({}))).await.ok()
     })
     .await;
     until_state(&service, &accepted, "succeeded").await;
@@ -580,7 +609,7 @@ async fn finished_jobs_are_pruned_after_the_retention(engine: Engine) {
     // cannot prune the job before the test has seen it succeed.
     let mut settings = on(&database);
     let service = start(settings.clone()).await;
-    let id = submit(&service, &json!({})).await.unwrap();
+    let id = submit(&service, &sleep_job(json!({}))).await.unwrap();
     until_state(&service, &id, "succeeded").await;
     service.stop().await.unwrap();
 
@@ -594,26 +623,111 @@ async fn finished_jobs_are_pruned_after_the_retention(engine: Engine) {
     restarted.stop().await.unwrap();
 }
 
+/// POSTs `body` to `/jobs` and returns the 400 answer's message.
+async fn refusal(service: &Running, body: &Value) -> String {
+    let response = service.post_json("/jobs", body).await.unwrap();
+    assert_eq!(response.status(), 400, "POST /jobs {body}");
+    let body: Value = response.json().await.unwrap();
+    body["error"].as_str().unwrap().to_owned()
+}
+
+/// An unknown kind and arguments its kind refuses get 400 naming the kind
+/// or the field, and nothing is stored.
 #[tokio::test]
 async fn unknown_and_invalid_jobs_get_clear_answers() {
-    let service = start(settings()).await;
-
-    let unknown_field = service
-        .post_json("/jobs", &json!({"sleep": 1}))
+    let database = TestDatabase::create(Engine::Sqlite, "invalid_jobs")
         .await
         .unwrap();
-    assert_eq!(unknown_field.status(), 422);
-    let too_heavy = service
-        .post_json("/jobs", &json!({"cpu_rounds": u32::MAX}))
+    let service = start(on(&database)).await;
+    assert_eq!(
+        refusal(&service, &json!({"kind": "report.nightly"})).await,
+        "unknown job kind \"report.nightly\"; this service runs: diagnostic.sleep, webhook"
+    );
+    let unknown_field = refusal(&service, &sleep_job(json!({"sleep": 1}))).await;
+    assert!(
+        unknown_field.starts_with(
+            "args of job kind \"diagnostic.sleep\" do not decode: unknown field `sleep`"
+        ),
+        "{unknown_field}"
+    );
+    let wrong_type = refusal(&service, &sleep_job(json!({"duration_ms": "5s"}))).await;
+    assert!(
+        wrong_type.starts_with(
+            "args of job kind \"diagnostic.sleep\" do not decode: invalid type: string \"5s\""
+        ),
+        "{wrong_type}"
+    );
+    assert_eq!(
+        refusal(&service, &sleep_job(json!({"cpu_rounds": u32::MAX}))).await,
+        "args of job kind \"diagnostic.sleep\": cpu_rounds must be at most 100000000"
+    );
+    let without_kind = service
+        .post_json("/jobs", &json!({"args": {}}))
         .await
         .unwrap();
-    assert_eq!(too_heavy.status(), 422);
-    assert!(too_heavy.json::<Value>().await.unwrap()["error"].is_string());
+    assert_eq!(without_kind.status(), 422);
+    assert!(
+        without_kind
+            .text()
+            .await
+            .unwrap()
+            .contains("missing field `kind`")
+    );
     for id in ["not-a-uuid", "6f1c1d6e-0b1a-4c59-9e59-0c5d2a9e6a11"] {
         let missing = service.get(&format!("/jobs/{id}")).await.unwrap();
         assert_eq!(missing.status(), 404, "GET /jobs/{id}");
     }
     service.stop().await.unwrap();
+    let mut connection = database.connect().await;
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "no refused job is stored");
+}
+
+/// Without `worker.diagnostic_jobs` the diagnostic kind is unknown.
+#[tokio::test]
+async fn the_diagnostic_kind_is_registered_only_when_asked_for() {
+    let service = start(settings()).await;
+    assert_eq!(
+        refusal(&service, &sleep_job(json!({}))).await,
+        "unknown job kind \"diagnostic.sleep\"; this service runs: webhook"
+    );
+    service.stop().await.unwrap();
+}
+
+/// A job stored under a kind this build no longer registers (renamed or
+/// removed) fails at its first claim, naming the kind: no crash, no retry.
+async fn a_stored_job_of_a_kind_no_longer_registered_fails_once(engine: Engine) {
+    let Some(database) = TestDatabase::create(engine, "retired_kind").await else {
+        return;
+    };
+    let settings = on(&database);
+    database::migrate_command(&settings).await.unwrap();
+    let store =
+        Store::new(Database::open(&settings.database, settings.timeouts.database()).unwrap());
+    let id = JobId::new();
+    let retired = NewJob {
+        id,
+        idempotency_key: None,
+        kind: "report.retired".to_owned(),
+        args: "{}".to_owned(),
+        max_attempts: 5,
+        traceparent: None,
+    };
+    store.insert_batch(&[retired]).await.unwrap();
+    let (logs, _guard) = Logs::capture();
+    let service = start(settings).await;
+    let id = id.to_string();
+    let failed = until_state(&service, &id, "failed").await;
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert_eq!(
+        failed["last_error"],
+        "unknown job kind \"report.retired\"; this service runs: diagnostic.sleep, webhook"
+    );
+    service.stop().await.unwrap();
+    assert_eq!(finished(&logs)[&id], ["failed"]);
 }
 
 /// A database that does not answer at start-up: the service runs, is not
@@ -622,7 +736,7 @@ async fn unknown_and_invalid_jobs_get_clear_answers() {
 #[tokio::test]
 async fn a_database_down_at_start_leaves_the_service_alive_but_not_ready() {
     let (logs, _guard) = Logs::capture();
-    let mut settings = settings();
+    let mut settings = diagnostic_settings();
     settings.database.url = DatabaseUrl::new("postgres://nebula:secret@127.0.0.1:1/jobs");
     settings.timeouts.database_ms = 200;
     let service = start_unready(settings).await;
@@ -643,7 +757,10 @@ async fn a_database_down_at_start_leaves_the_service_alive_but_not_ready() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["waiting_for"], json!(["database"]));
     assert_eq!(service.get("/healthz").await.unwrap().status(), 200);
-    let refused = service.post_json("/jobs", &json!({})).await.unwrap();
+    let refused = service
+        .post_json("/jobs", &sleep_job(json!({})))
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);

@@ -18,7 +18,10 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{accepted_ids, finished_events, lost_jobs, stored_jobs, submit_load, until_finished};
+use super::{
+    accepted_ids, diagnostic, finished_events, lost_jobs, sleep_job, stored_jobs, submit_load,
+    until_finished,
+};
 use crate::{
     load::Load,
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
@@ -36,7 +39,7 @@ const WORKERS: usize = 4;
 
 /// A worker on `database` with short leases and quick polling.
 pub(super) fn durable(database: &Arc<TestDatabase>) -> Launch {
-    Launch::default()
+    diagnostic()
         .database(database.clone())
         .setting("WORKER__WORKERS", WORKERS)
         .setting("WORKER__LEASE_MS", 1_500)
@@ -99,7 +102,7 @@ fn sigkill_mid_load_loses_no_accepted_job(engine: Engine) {
         };
         let launch = durable(&database);
         let process = launch.start().await;
-        let load = submit_load(&process, 16, 100_000, json!({"duration_ms": 5}));
+        let load = submit_load(&process, 16, 100_000, sleep_job(json!({"duration_ms": 5})));
         load.wait_for_offers(400).await;
         process.signal("KILL");
         load.stop.store(true, Ordering::SeqCst);
@@ -165,7 +168,7 @@ fn replicas_started_together_all_migrate_and_serve(engine: Engine) {
         let replicas = [first, second, third];
         let mut ids = Vec::new();
         for replica in &replicas {
-            ids.push(submit(replica, &json!({})).await);
+            ids.push(submit(replica, &sleep_job(json!({}))).await);
         }
         until_finished(&database, &ids).await;
         let mut exits = Vec::new();
@@ -202,7 +205,7 @@ fn a_job_acknowledged_just_before_sigkill_runs_after_restart(engine: Engine) {
         };
         let launch = durable(&database);
         let process = launch.start().await;
-        let id = submit(&process, &json!({"duration_ms": 2_000})).await;
+        let id = submit(&process, &sleep_job(json!({"duration_ms": 2_000}))).await;
         process.signal("KILL");
         let killed = process.exit().await;
 
@@ -254,7 +257,7 @@ fn three_replicas_lose_nothing_when_one_is_killed() {
         let next = AtomicUsize::new(0);
         let load = Load::start(12, 100_000, move |http| {
             let url = &urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()];
-            http.post(url).json(&json!({"duration_ms": 5}))
+            http.post(url).json(&sleep_job(json!({"duration_ms": 5})))
         });
         load.wait_for_offers(600).await;
         let victim = replicas.remove(0);
@@ -323,7 +326,7 @@ fn a_paused_replica_is_fenced_off(engine: Engine) {
         };
         let launch = durable(&database);
         let paused = launch.start().await;
-        let job = json!({"duration_ms": 2_500});
+        let job = sleep_job(json!({"duration_ms": 2_500}));
         let ids = [submit(&paused, &job).await, submit(&paused, &job).await];
         until_stored(&database, "both jobs running on replica A", |stored| {
             ids.iter()
@@ -426,7 +429,7 @@ fn database_outage(outage: Outage) {
             .setting("DATABASE__HEALTH_CHECK_INTERVAL_MS", 200)
             .start()
             .await;
-        let load = submit_load(&process, 8, 100_000, json!({"duration_ms": 5}));
+        let load = submit_load(&process, 8, 100_000, sleep_job(json!({"duration_ms": 5})));
         load.wait_for_offers(300).await;
 
         match &control {
@@ -437,7 +440,7 @@ fn database_outage(outage: Outage) {
         let not_ready = wait_for_status(&readyz, 503).await;
         let during = client()
             .post(process.url("/jobs"))
-            .json(&json!({}))
+            .json(&sleep_job(json!({})))
             .send()
             .await;
         let during = during.expect("intake answers during the outage");

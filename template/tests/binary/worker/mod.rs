@@ -31,6 +31,19 @@ use nebula_runtime::Exit;
 
 use {{crate_name}}::ENV_PREFIX;
 
+/// The default launch with the `diagnostic.sleep` kind registered: the
+/// job these tests submit.
+fn diagnostic() -> Launch {
+    Launch::default().setting("WORKER__DIAGNOSTIC_JOBS", true)
+}
+
+/// A `diagnostic.sleep` job with `args`.
+fn sleep_job(args: Value) -> Value {
+    let mut job = json!({"kind": "diagnostic.sleep"});
+    job["args"] = args;
+    job
+}
+
 /// Starts clients that submit `job` to `/jobs`.
 fn submit_load(process: &Process, clients: usize, limit: usize, job: Value) -> Load {
     let url = process.url("/jobs");
@@ -161,7 +174,8 @@ pub mod writes {
     use serde_json::json;
 
     use super::{
-        accepted_ids, finished_events, lost_jobs, stored_jobs, submit_load, until_finished,
+        accepted_ids, finished_events, lost_jobs, sleep_job, stored_jobs, submit_load,
+        until_finished,
     };
     use crate::{
         load::{Load, Tally},
@@ -177,7 +191,12 @@ pub mod writes {
     }
 
     pub fn load(process: &Process, clients: usize) -> Load {
-        submit_load(process, clients, usize::MAX, json!({"duration_ms": 5}))
+        submit_load(
+            process,
+            clients,
+            usize::MAX,
+            sleep_job(json!({"duration_ms": 5})),
+        )
     }
 
     /// The status of a read: the first accepted job's.
@@ -218,7 +237,7 @@ fn sigterm_mid_load_loses_no_accepted_job() {
     let _serial = serial();
     runtime().block_on(async {
         let database = Arc::new(TestDatabase::sqlite());
-        let launch = Launch::default()
+        let launch = diagnostic()
             .database(database.clone())
             .setting("SHUTDOWN__READINESS_DELAY_MS", 2_000);
         let process = launch.start().await;
@@ -226,7 +245,7 @@ fn sigterm_mid_load_loses_no_accepted_job() {
             &process,
             16,
             3_000,
-            json!({"duration_ms": 1, "cpu_rounds": 1000}),
+            sleep_job(json!({"duration_ms": 1, "cpu_rounds": 1000})),
         );
         let lb = balancer(process.url("/readyz"), load.stop.clone());
 
@@ -238,7 +257,7 @@ fn sigterm_mid_load_loses_no_accepted_job() {
         let after_signal = answer(
             client()
                 .post(process.url("/jobs"))
-                .json(&json!({}))
+                .json(&sleep_job(json!({})))
                 .send()
                 .await,
         );
@@ -246,7 +265,13 @@ fn sigterm_mid_load_loses_no_accepted_job() {
         lb.await.expect("balancer task");
         let late_url = process.url("/jobs");
         let exited = process.exit().await;
-        let late = answer(client().post(late_url).json(&json!({})).send().await);
+        let late = answer(
+            client()
+                .post(late_url)
+                .json(&sleep_job(json!({})))
+                .send()
+                .await,
+        );
 
         // What was still queued at the drain runs at the next start.
         let accepted = accepted_ids(&tally);
@@ -321,7 +346,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_releases_the_rest() {
     runtime().block_on(async {
         let grace = Duration::from_secs(1);
         let database = Arc::new(TestDatabase::sqlite());
-        let process = Launch::default()
+        let process = diagnostic()
             .database(database.clone())
             .setting("WORKER__WORKERS", 2)
             .setting("WORKER__QUEUE_CAPACITY", 64)
@@ -330,7 +355,12 @@ fn overload_is_refused_not_buffered_and_the_deadline_releases_the_rest() {
             .await;
         let idle_rss = rss_kib(&process);
 
-        let load = submit_load(&process, 32, 5_000, json!({"duration_ms": 600_000}));
+        let load = submit_load(
+            &process,
+            32,
+            5_000,
+            sleep_job(json!({"duration_ms": 600_000})),
+        );
         let (tally, peak_rss) = load.finish_watching_memory(&process, 5_000).await;
         let accepted = accepted_ids(&tally);
         assert_queue_metrics_match_what_clients_saw(&process, &tally).await;
@@ -394,7 +424,7 @@ fn overload_is_refused_not_buffered_and_the_deadline_releases_the_rest() {
 fn job_outcomes_failed_attempts_and_durations_are_counted() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
+        let process = diagnostic()
             .setting("WORKER__MAX_ATTEMPTS", 2)
             .setting("WORKER__BACKOFF_INITIAL_MS", 1)
             .setting("WORKER__BACKOFF_MAX_MS", 1)
@@ -403,10 +433,10 @@ fn job_outcomes_failed_attempts_and_durations_are_counted() {
             .await;
         // Three succeed (one after a failed attempt), one fails both attempts.
         let jobs = [
-            json!({}),
-            json!({}),
-            json!({"fail_attempts": 1}),
-            json!({"fail_attempts": 2}),
+            sleep_job(json!({})),
+            sleep_job(json!({})),
+            sleep_job(json!({"fail_attempts": 1})),
+            sleep_job(json!({"fail_attempts": 2})),
         ];
         for job in &jobs {
             let response = client()
@@ -466,14 +496,14 @@ fn job_outcomes_failed_attempts_and_durations_are_counted() {
 fn a_panicking_job_is_logged_with_its_id_and_retried() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
+        let process = diagnostic()
             .setting("WORKER__BACKOFF_INITIAL_MS", 1)
             .setting("WORKER__POLL_INTERVAL_MS", 20)
             .start()
             .await;
         let response = client()
             .post(process.url("/jobs"))
-            .json(&json!({"panic_attempts": 1}))
+            .json(&sleep_job(json!({"panic_attempts": 1})))
             .send()
             .await
             .expect("job submitted");
@@ -520,22 +550,22 @@ fn bad_worker_and_database_settings_are_configuration_errors() {
     check(vec![
         case(
             "zero workers",
-            Launch::default().setting("WORKER__WORKERS", 0),
+            diagnostic().setting("WORKER__WORKERS", 0),
             &["worker.workers", "between 1 and"],
         ),
         case(
             "zero queue capacity",
-            Launch::default().setting("WORKER__QUEUE_CAPACITY", 0),
+            diagnostic().setting("WORKER__QUEUE_CAPACITY", 0),
             &["worker.queue_capacity", "between 1 and"],
         ),
         case(
             "unsupported database",
-            Launch::default().setting("DATABASE__URL", "mysql://app:hunter2@db/jobs"),
+            diagnostic().setting("DATABASE__URL", "mysql://app:hunter2@db/jobs"),
             &["database.url", "mysql://app:***@db/jobs", "postgres://"],
         ),
         case(
             "lease shorter than three heartbeats",
-            Launch::default()
+            diagnostic()
                 .setting("WORKER__LEASE_MS", 1_000)
                 .setting("WORKER__HEARTBEAT_MS", 500),
             &["worker.lease_ms", "3 times worker.heartbeat_ms"],
@@ -576,19 +606,17 @@ fn migrate_prepares_the_database_and_no_output_shows_the_password() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
 
         let database = Arc::new(TestDatabase::sqlite());
-        let migrate = Launch::default()
-            .database(database.clone())
-            .args(&["migrate"]);
+        let migrate = diagnostic().database(database.clone()).args(&["migrate"]);
         let (status, _, stderr) = migrate.run_to_exit().await;
         assert!(status.success(), "migrate: {stderr}");
-        let process = Launch::default()
+        let process = diagnostic()
             .database(database.clone())
             .setting("DATABASE__MIGRATE_ON_START", false)
             .start()
             .await;
         let response = client()
             .post(process.url("/jobs"))
-            .json(&json!({}))
+            .json(&sleep_job(json!({})))
             .send()
             .await
             .expect("job submitted");

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use super::{diagnostic, sleep_job};
 use crate::{
-    support::{Launch, Process, WAIT_LIMIT, client, runtime, serial},
+    support::{Process, WAIT_LIMIT, client, runtime, serial},
     traces::{CALLER_SPAN, CALLER_TRACE, Collector, caller_traceparent},
 };
 
@@ -42,14 +43,14 @@ fn a_job_run_by_another_process_joins_the_submitting_requests_trace() {
         // The job outlasts the first process's grace, so the drain hands it
         // back and the second process runs it.
         let launch = collector
-            .export_from(Launch::default())
+            .export_from(diagnostic())
             .setting("SHUTDOWN__GRACE_MS", 300);
         let first = launch.start().await;
         let response = client()
             .post(first.url("/jobs"))
             .header("traceparent", caller_traceparent())
             .header("x-request-id", "submit-traced-job")
-            .json(&json!({"duration_ms": 1_500}))
+            .json(&sleep_job(json!({"duration_ms": 1_500})))
             .send()
             .await
             .expect("job submitted");
