@@ -54,7 +54,7 @@ fn passes_cargo_checks(service_type: &'static str) {
         &[&["build", "--all-targets"], locked].concat(),
     );
     // A PostgreSQL server of its own for the generated tests, only while they
-    // run; without one they skip their PostgreSQL tests.
+    // run; without one their PostgreSQL tests are reported ignored.
     let postgres = TestPostgres::for_generated_tests(service_type);
     let postgres_env: Vec<(&str, &str)> = postgres
         .as_ref()
@@ -65,10 +65,17 @@ fn passes_cargo_checks(service_type: &'static str) {
             ]
         })
         .unwrap_or_default();
+    // The generated PostgreSQL tests are `#[ignore]`d without a server:
+    // with one, include them (the tmpfs tests, also ignored, run below).
+    let test_args: &[&str] = if postgres.is_some() {
+        &["--", "--include-ignored", "--skip", "faults::sqlite_", "--show-output"]
+    } else {
+        &["--", "--show-output"]
+    };
     let tests = cargo_step_with_env(
         service_type,
         project,
-        &[&["test"], locked, &["--", "--show-output"]].concat(),
+        &[&["test"], locked, test_args].concat(),
         &postgres_env,
     );
     drop(postgres);

@@ -345,12 +345,11 @@ fn sqlite_write_lock_held_by_another_process_answers_503_until_released() {
 /// clients get 503 with `Retry-After`, never 500, the connection killed in
 /// its transaction does not come back to the pool, and writes go on.
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn postgres_sessions_terminated_mid_load_answer_503_and_writes_go_on() {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = TestDatabase::create(Engine::Postgres, "terminated").await else {
-            return;
-        };
+        let database = TestDatabase::create(Engine::Postgres, "terminated").await;
         let database = Arc::new(database);
         let process = writes::launch(&database).start().await;
         let load = writes::load(&process, 8);

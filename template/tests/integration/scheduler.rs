@@ -146,19 +146,19 @@ fn on(database: &TestDatabase, url: String) -> Settings {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn runs_are_recorded_and_listed_newest_first_on_sqlite() {
     runs_are_recorded_and_listed_newest_first(Engine::Sqlite).await;
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn runs_are_recorded_and_listed_newest_first_on_postgres() {
     runs_are_recorded_and_listed_newest_first(Engine::Postgres).await;
 }
 
 async fn runs_are_recorded_and_listed_newest_first(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "run_history").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "run_history").await;
     let (url, mut calls) = target(StatusCode::OK).await;
     let service = start(on(&database, url.clone())).await;
     for call in 1..=4 {
@@ -242,19 +242,19 @@ async fn finished_runs_are_pruned_after_the_retention() {
 
 /// The claim rules on the run table itself, as two replicas see it.
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn claims_fence_off_a_replica_whose_lease_ran_out_on_sqlite() {
     claims_fence_off_a_replica_whose_lease_ran_out(Engine::Sqlite).await;
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn claims_fence_off_a_replica_whose_lease_ran_out_on_postgres() {
     claims_fence_off_a_replica_whose_lease_ran_out(Engine::Postgres).await;
 }
 
 async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
-    let Some(test_database) = TestDatabase::create(engine, "run_claims").await else {
-        return;
-    };
+    let test_database = TestDatabase::create(engine, "run_claims").await;
     let mut settings = settings();
     settings.database.url = test_database.url.clone();
     let database = Database::open(&settings.database, Duration::from_secs(5)).unwrap();

@@ -28,18 +28,20 @@ use {{crate_name}}::{
 mod webhook;
 
 /// Runs an `async fn(Engine)` scenario as two tests, `sqlite` and
-/// `postgres`; the second is skipped, with a note, without a server.
+/// `postgres`; the second is ignored unless included (it needs a server).
 macro_rules! on_both_engines {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
             use crate::test_database::Engine;
 
             #[tokio::test]
+            #[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
             async fn sqlite() {
                 super::$scenario(Engine::Sqlite).await;
             }
 
             #[tokio::test]
+            #[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
             async fn postgres() {
                 super::$scenario(Engine::Postgres).await;
             }
@@ -128,9 +130,7 @@ fn finished(logs: &Logs) -> HashMap<String, Vec<String>> {
 }
 
 async fn accepted_jobs_run_and_finish_exactly_once(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "accepted_jobs_run").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "accepted_jobs_run").await;
     let (logs, _guard) = Logs::capture();
     let service = start(on(&database)).await;
 
@@ -162,9 +162,7 @@ async fn accepted_jobs_run_and_finish_exactly_once(engine: Engine) {
 }
 
 async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "failed_attempts").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "failed_attempts").await;
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
     settings.service.max_attempts = 3;
@@ -193,9 +191,7 @@ async fn failed_attempts_are_retried_from_the_database(engine: Engine) {
 }
 
 async fn a_repeated_idempotency_key_creates_no_second_job(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "idempotency_key").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "idempotency_key").await;
     let service = start(on(&database)).await;
     let post = |key: &'static str| {
         service
@@ -240,9 +236,7 @@ async fn a_repeated_idempotency_key_creates_no_second_job(engine: Engine) {
 /// Two replicas on one database get the same key eight times at once:
 /// every request is answered 202 with one id, and one job exists.
 async fn concurrent_requests_with_one_key_on_two_replicas_create_one_job(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "idempotency_race").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "idempotency_race").await;
     let replicas = [start(on(&database)).await, start(on(&database)).await];
     let requests = (0..8).map(|index| {
         let replica = &replicas[index % 2];
@@ -281,9 +275,7 @@ async fn concurrent_requests_with_one_key_on_two_replicas_create_one_job(engine:
 /// lost (the worker logs `job finished` on that answer). Another outcome
 /// cannot replace it.
 async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "outcome_again").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "outcome_again").await;
     let settings = on(&database);
     database::migrate_command(&settings).await.unwrap();
     let store =
@@ -337,9 +329,7 @@ async fn a_migration_the_database_refuses_is_not_retried(engine: Engine) {
         description: "refused",
         sql: "CREATE TABLE (",
     }];
-    let Some(database) = TestDatabase::create(engine, "refused_migration").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "refused_migration").await;
     let settings = on(&database);
     let opened = Database::open(&settings.database, settings.timeouts.database()).unwrap();
     let error = database::migrate(&opened, REFUSED).await.unwrap_err();
@@ -349,9 +339,7 @@ async fn a_migration_the_database_refuses_is_not_retried(engine: Engine) {
 /// One worker busy with an endless job and room for one waiting job:
 /// further jobs are refused with 503 and `Retry-After`.
 async fn a_full_queue_refuses_jobs_with_503(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "full_queue").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "full_queue").await;
     let mut settings = on(&database);
     settings.service.workers = 1;
     settings.service.queue_capacity = 1;
@@ -379,9 +367,7 @@ async fn a_full_queue_refuses_jobs_with_503(engine: Engine) {
 /// Shutdown stops claiming and finishes what runs; what waits stays in
 /// the database, and the next start runs it.
 async fn the_drain_leaves_queued_jobs_for_the_next_start(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "drain_leaves_queued").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "drain_leaves_queued").await;
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
     settings.service.workers = 1;
@@ -415,9 +401,7 @@ async fn the_drain_leaves_queued_jobs_for_the_next_start(engine: Engine) {
 }
 
 async fn jobs_cut_at_the_deadline_are_released_without_counting_the_attempt(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "deadline_release").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "deadline_release").await;
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
     settings.service.workers = 1;
@@ -448,9 +432,7 @@ async fn jobs_cut_at_the_deadline_are_released_without_counting_the_attempt(engi
 /// runs it, and the first worker's late completion is refused by the
 /// fence. One outcome is recorded.
 async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "fence").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "fence").await;
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
     settings.service.workers = 2;
@@ -491,9 +473,7 @@ async fn a_rescued_job_is_fenced_off_from_its_first_worker(engine: Engine) {
 /// at once until a probe write succeeds. Once the lock is gone, jobs are
 /// accepted and run again.
 async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "held_lock").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "held_lock").await;
     let (logs, _guard) = Logs::capture();
     let mut settings = on(&database);
     // The engines' limit is a tenth below it: room for SQLite's busy
@@ -602,9 +582,7 @@ async fn a_held_lock_fails_intake_at_the_database_timeout(engine: Engine) {
 /// With a retention of 1 ms, the upkeep at the next start deletes the
 /// finished job: the table stays bounded.
 async fn finished_jobs_are_pruned_after_the_retention(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "retention").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "retention").await;
     // The first run keeps the default retention, so that its own upkeep
     // cannot prune the job before the test has seen it succeed.
     let mut settings = on(&database);
@@ -635,9 +613,7 @@ async fn refusal(service: &Running, body: &Value) -> String {
 /// or the field, and nothing is stored.
 #[tokio::test]
 async fn unknown_and_invalid_jobs_get_clear_answers() {
-    let database = TestDatabase::create(Engine::Sqlite, "invalid_jobs")
-        .await
-        .unwrap();
+    let database = TestDatabase::create(Engine::Sqlite, "invalid_jobs").await;
     let service = start(on(&database)).await;
     assert_eq!(
         refusal(&service, &json!({"kind": "report.nightly"})).await,
@@ -700,9 +676,7 @@ async fn the_diagnostic_kind_is_registered_only_when_asked_for() {
 /// A job stored under a kind this build no longer registers (renamed or
 /// removed) fails at its first claim, naming the kind: no crash, no retry.
 async fn a_stored_job_of_a_kind_no_longer_registered_fails_once(engine: Engine) {
-    let Some(database) = TestDatabase::create(engine, "retired_kind").await else {
-        return;
-    };
+    let database = TestDatabase::create(engine, "retired_kind").await;
     let settings = on(&database);
     database::migrate_command(&settings).await.unwrap();
     let store =

@@ -136,8 +136,8 @@ fn replica(database: &Arc<TestDatabase>, target: &Target, job: &str) -> Launch {
         .args(&["--config", &config])
 }
 
-async fn database(engine: Engine, test: &str) -> Option<Arc<TestDatabase>> {
-    TestDatabase::create(engine, test).await.map(Arc::new)
+async fn database(engine: Engine, test: &str) -> Arc<TestDatabase> {
+    Arc::new(TestDatabase::create(engine, test).await)
 }
 
 async fn stop(process: Process) {
@@ -168,11 +168,13 @@ fn holder<'a>(replicas: &'a [Process], replica: &str) -> &'a Process {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn two_replicas_call_each_period_once_on_sqlite() {
     two_replicas_call_each_period_once(Engine::Sqlite);
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn two_replicas_call_each_period_once_on_postgres() {
     two_replicas_call_each_period_once(Engine::Postgres);
 }
@@ -180,9 +182,7 @@ fn two_replicas_call_each_period_once_on_postgres() {
 fn two_replicas_call_each_period_once(engine: Engine) {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(engine, "two_schedulers").await else {
-            return;
-        };
+        let database = database(engine, "two_schedulers").await;
         let every_ms = 500;
         let mut target = Target::start().await;
         let job = format!("every_ms = {every_ms}\ntimeout_ms = 1000\n");
@@ -245,21 +245,25 @@ async fn kill_the_holder_mid_run(
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_killed_replicas_period_is_recorded_lost_at_most_once_on_sqlite() {
     a_killed_replicas_period_is_handled(Engine::Sqlite, "at_most_once");
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_killed_replicas_period_is_recorded_lost_at_most_once_on_postgres() {
     a_killed_replicas_period_is_handled(Engine::Postgres, "at_most_once");
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_killed_replicas_period_runs_again_at_least_once_on_sqlite() {
     a_killed_replicas_period_is_handled(Engine::Sqlite, "at_least_once");
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_killed_replicas_period_runs_again_at_least_once_on_postgres() {
     a_killed_replicas_period_is_handled(Engine::Postgres, "at_least_once");
 }
@@ -270,9 +274,7 @@ fn a_killed_replicas_period_runs_again_at_least_once_on_postgres() {
 fn a_killed_replicas_period_is_handled(engine: Engine, delivery: &str) {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(engine, &format!("killed_{delivery}")).await else {
-            return;
-        };
+        let database = database(engine, &format!("killed_{delivery}")).await;
         let every_ms = 1_500;
         let mut target = Target::start().await;
         let job = format!("every_ms = {every_ms}\ntimeout_ms = 300\ndelivery = \"{delivery}\"\n");
@@ -320,11 +322,13 @@ fn a_killed_replicas_period_is_handled(engine: Engine, delivery: &str) {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_paused_replicas_late_result_is_refused_on_sqlite() {
     a_paused_replicas_late_result_is_refused(Engine::Sqlite);
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_paused_replicas_late_result_is_refused_on_postgres() {
     a_paused_replicas_late_result_is_refused(Engine::Postgres);
 }
@@ -335,9 +339,7 @@ fn a_paused_replicas_late_result_is_refused_on_postgres() {
 fn a_paused_replicas_late_result_is_refused(engine: Engine) {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(engine, "paused_scheduler").await else {
-            return;
-        };
+        let database = database(engine, "paused_scheduler").await;
         let mut target = Target::start().await;
         // A lease of 3.9 s: a 3 s timeout, which the held call must not
         // reach before the test stops its replica, plus three 300 ms

@@ -29,7 +29,7 @@ use crate::{
     support::{
         Answer, Counts, Launch, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
     },
-    test_database::{Engine, TestDatabase, note_skipped},
+    test_database::{Engine, TestDatabase},
 };
 
 use nebula_runtime::Exit;
@@ -49,8 +49,8 @@ pub(super) fn durable(database: &Arc<TestDatabase>) -> Launch {
 }
 
 /// A database on `engine`, or `None` when PostgreSQL is not given.
-async fn database(engine: Engine, test: &str) -> Option<Arc<TestDatabase>> {
-    TestDatabase::create(engine, test).await.map(Arc::new)
+async fn database(engine: Engine, test: &str) -> Arc<TestDatabase> {
+    Arc::new(TestDatabase::create(engine, test).await)
 }
 
 /// Submits one job and returns its id.
@@ -81,11 +81,13 @@ async fn until_stored(
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn sigkill_mid_load_loses_no_accepted_job_on_sqlite() {
     sigkill_mid_load_loses_no_accepted_job(Engine::Sqlite);
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn sigkill_mid_load_loses_no_accepted_job_on_postgres() {
     sigkill_mid_load_loses_no_accepted_job(Engine::Postgres);
 }
@@ -97,9 +99,7 @@ fn sigkill_mid_load_loses_no_accepted_job_on_postgres() {
 fn sigkill_mid_load_loses_no_accepted_job(engine: Engine) {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(engine, "sigkill_mid_load").await else {
-            return;
-        };
+        let database = database(engine, "sigkill_mid_load").await;
         let launch = durable(&database);
         let process = launch.start().await;
         let load = submit_load(&process, 16, 100_000, sleep_job(json!({"duration_ms": 5})));
@@ -146,11 +146,13 @@ fn sigkill_mid_load_loses_no_accepted_job(engine: Engine) {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn replicas_started_together_all_migrate_and_serve_on_sqlite() {
     replicas_started_together_all_migrate_and_serve(Engine::Sqlite);
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn replicas_started_together_all_migrate_and_serve_on_postgres() {
     replicas_started_together_all_migrate_and_serve(Engine::Postgres);
 }
@@ -160,9 +162,7 @@ fn replicas_started_together_all_migrate_and_serve_on_postgres() {
 fn replicas_started_together_all_migrate_and_serve(engine: Engine) {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(engine, "concurrent_starts").await else {
-            return;
-        };
+        let database = database(engine, "concurrent_starts").await;
         let launch = durable(&database);
         let (first, second, third) = tokio::join!(launch.start(), launch.start(), launch.start());
         let replicas = [first, second, third];
@@ -186,11 +186,13 @@ fn replicas_started_together_all_migrate_and_serve(engine: Engine) {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_job_acknowledged_just_before_sigkill_runs_after_restart_on_sqlite() {
     a_job_acknowledged_just_before_sigkill_runs_after_restart(Engine::Sqlite);
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_job_acknowledged_just_before_sigkill_runs_after_restart_on_postgres() {
     a_job_acknowledged_just_before_sigkill_runs_after_restart(Engine::Postgres);
 }
@@ -200,9 +202,7 @@ fn a_job_acknowledged_just_before_sigkill_runs_after_restart_on_postgres() {
 fn a_job_acknowledged_just_before_sigkill_runs_after_restart(engine: Engine) {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(engine, "ack_then_sigkill").await else {
-            return;
-        };
+        let database = database(engine, "ack_then_sigkill").await;
         let launch = durable(&database);
         let process = launch.start().await;
         let id = submit(&process, &sleep_job(json!({"duration_ms": 2_000}))).await;
@@ -239,12 +239,11 @@ fn a_job_acknowledged_just_before_sigkill_runs_after_restart(engine: Engine) {
 /// killed with SIGKILL mid-load, the others rescue its jobs: nothing accepted is
 /// lost, and no job is recorded twice.
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn three_replicas_lose_nothing_when_one_is_killed() {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(Engine::Postgres, "three_replicas").await else {
-            return;
-        };
+        let database = database(Engine::Postgres, "three_replicas").await;
         let launch = durable(&database);
         let mut replicas = Vec::new();
         for _ in 0..3 {
@@ -306,11 +305,13 @@ fn three_replicas_lose_nothing_when_one_is_killed() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_paused_replica_is_fenced_off_on_sqlite() {
     a_paused_replica_is_fenced_off(Engine::Sqlite);
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_paused_replica_is_fenced_off_on_postgres() {
     a_paused_replica_is_fenced_off(Engine::Postgres);
 }
@@ -321,9 +322,7 @@ fn a_paused_replica_is_fenced_off_on_postgres() {
 fn a_paused_replica_is_fenced_off(engine: Engine) {
     let _serial = serial();
     runtime().block_on(async {
-        let Some(database) = database(engine, "paused_replica").await else {
-            return;
-        };
+        let database = database(engine, "paused_replica").await;
         let launch = durable(&database);
         let paused = launch.start().await;
         let job = sleep_job(json!({"duration_ms": 2_500}));
@@ -385,6 +384,7 @@ fn a_paused_replica_is_fenced_off(engine: Engine) {
 /// (never a 500, never a hang), the process stays up, and once the database
 /// is back readiness returns and every accepted job finishes.
 #[test]
+#[ignore = "needs PostgreSQL and a program that restarts it: set NEBULA_TEST_POSTGRES_URL and NEBULA_TEST_POSTGRES_CTL, and run with --include-ignored"]
 fn a_database_outage_mid_load_gives_503s_and_work_resumes() {
     database_outage(Outage::ConnectionsCut);
 }
@@ -393,6 +393,7 @@ fn a_database_outage_mid_load_gives_503s_and_work_resumes() {
 /// sessions are ended with an admin shutdown error) and started again.
 /// Needs `NEBULA_TEST_POSTGRES_CTL` (see [`Outage::ServerRestart`]).
 #[test]
+#[ignore = "needs PostgreSQL and a program that restarts it: set NEBULA_TEST_POSTGRES_URL and NEBULA_TEST_POSTGRES_CTL, and run with --include-ignored"]
 fn a_postgres_restart_mid_load_gives_503s_and_work_resumes() {
     database_outage(Outage::ServerRestart);
 }
@@ -402,19 +403,16 @@ fn database_outage(outage: Outage) {
     runtime().block_on(async {
         let control = match outage {
             Outage::ServerRestart => {
-                let Ok(program) = std::env::var(POSTGRES_CTL_VAR) else {
-                    note_skipped(&format!(
-                        "the PostgreSQL restart test is skipped: set {POSTGRES_CTL_VAR} to a program that stops and starts the test server"
-                    ));
-                    return;
-                };
+                let program = std::env::var(POSTGRES_CTL_VAR).unwrap_or_else(|_| {
+                    panic!(
+                        "set {POSTGRES_CTL_VAR} to a program that stops and starts the test server"
+                    )
+                });
                 Some(program)
             }
             Outage::ConnectionsCut => None,
         };
-        let Some(database) = database(Engine::Postgres, "outage").await else {
-            return;
-        };
+        let database = database(Engine::Postgres, "outage").await;
         let url = database.url.expose();
         let mut relay = proxy::Relay::start(proxy::server_address(url));
         let target = match outage {

@@ -113,7 +113,7 @@ fn webhook(url: &str, payload: &Value) -> Value {
 }
 
 async fn database(test: &str) -> TestDatabase {
-    TestDatabase::create(Engine::Sqlite, test).await.unwrap()
+    TestDatabase::create(Engine::Sqlite, test).await
 }
 
 #[tokio::test]
