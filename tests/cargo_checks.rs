@@ -68,7 +68,7 @@ fn passes_cargo_checks(service_type: &'static str) {
     // The generated PostgreSQL tests are `#[ignore]`d without a server:
     // with one, include them (the tmpfs tests, also ignored, run below).
     let test_args: &[&str] = if postgres.is_some() {
-        &["--", "--include-ignored", "--skip", "faults::sqlite_", "--show-output"]
+        &["--", "--include-ignored", "--skip", "faults::tmpfs_", "--show-output"]
     } else {
         &["--", "--show-output"]
     };
@@ -126,7 +126,7 @@ fn runs_its_tmpfs_tests(service_type: &str, project: &Path, locked: &[&str]) {
         &[
             &["test", "--test", "binary"],
             locked,
-            &["--", "--ignored", "faults::sqlite_", "--show-output"],
+            &["--", "--ignored", "faults::tmpfs_", "--show-output"],
         ]
         .concat(),
     );

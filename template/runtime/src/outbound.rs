@@ -17,11 +17,13 @@
 //!   pointing at `169.254.169.254` is refused too).
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
 
+// reqwest's types are part of this API: a major reqwest upgrade is a
+// breaking change of the runtime's.
 pub use reqwest::{Error, Method, RequestBuilder, Response, StatusCode, Url};
 use reqwest::{
     dns::{Addrs, Name, Resolve, Resolving},
@@ -56,8 +58,8 @@ impl HttpClient {
 
     /// A client as [`HttpClient::new`] whose connections go only where
     /// `destinations` allows: a name that resolves only to refused
-    /// addresses fails the call, and redirects are not followed (a 3xx is
-    /// the answer). Check each URL first with [`Destinations::check`]; this
+    /// addresses fails the call, redirects are not followed (a 3xx is the
+    /// answer), and proxies set in the environment are not used. Check each URL first with [`Destinations::check`]; this
     /// catches what a name resolves to.
     ///
     /// # Errors
@@ -74,7 +76,10 @@ impl HttpClient {
             builder = builder
                 .dns_resolver(Arc::new(GuardedResolver { private_networks }))
                 // A redirect could lead to a host the allowlist refuses.
-                .redirect(reqwest::redirect::Policy::none());
+                .redirect(reqwest::redirect::Policy::none())
+                // Through a proxy (HTTPS_PROXY and the like), the proxy would
+                // resolve the target, past the resolver's check.
+                .no_proxy();
         }
         Ok(Self {
             client: builder.build()?,
@@ -108,7 +113,7 @@ impl Destinations {
         Self {
             hosts: hosts
                 .into_iter()
-                .map(|host| host.trim().to_ascii_lowercase())
+                .map(|host| normalize_host(&host))
                 .collect(),
             private_networks,
         }
@@ -120,17 +125,8 @@ impl Destinations {
     /// # Errors
     /// A message naming what is refused, for the client that sent the URL.
     pub fn check(&self, url: &str) -> Result<Url, String> {
-        let parsed = Url::parse(url).map_err(|error| format!("is not a valid URL ({error})"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!(
-                "must be an http:// or https:// URL, got {}://",
-                parsed.scheme()
-            ));
-        }
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| "has no host".to_owned())?
-            .to_ascii_lowercase();
+        let parsed = parse_http_url(url)?;
+        let host = normalize_host(parsed.host_str().ok_or_else(|| "has no host".to_owned())?);
         // An IPv6 host comes bracketed.
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(address) = host.parse::<IpAddr>() {
@@ -152,6 +148,28 @@ impl Destinations {
     }
 }
 
+/// Parses `url` and checks that it is `http://` or `https://`, the two
+/// schemes the client speaks.
+///
+/// # Errors
+/// A message saying what is wrong, to follow the setting's or field's name.
+pub fn parse_http_url(url: &str) -> Result<Url, String> {
+    let parsed = Url::parse(url).map_err(|error| format!("is not a valid URL ({error})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http:// or https:// URL, got {}://",
+            parsed.scheme()
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Lowercase, without the root's trailing dot (`Example.COM.` is
+/// `example.com`).
+fn normalize_host(host: &str) -> String {
+    host.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
 fn host_matches(allowed: &str, host: &str) -> bool {
     match allowed.strip_prefix("*.") {
         Some(domain) => host
@@ -161,37 +179,67 @@ fn host_matches(allowed: &str, host: &str) -> bool {
     }
 }
 
-/// Loopback, private (RFC 1918, unique local), link-local (cloud metadata
-/// endpoints among them), shared (RFC 6598), unspecified and broadcast
-/// addresses: what a caller outside the network must not reach through the
-/// service.
+/// Addresses a caller outside the network must not reach through the
+/// service: loopback, private (RFC 1918, unique local, site-local),
+/// link-local (cloud metadata endpoints among them), shared (RFC 6598),
+/// benchmarking, protocol-assignment, reserved, multicast, unspecified and
+/// broadcast ones, and IPv6 forms that carry an IPv4 address (mapped,
+/// compatible, NAT64, 6to4), judged by that address.
 #[must_use]
 pub fn is_internal(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => is_internal_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_internal_v4(v4);
             }
-            let first = v6.segments()[0];
+            let [first, second, third, ..] = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
-                // Unique local (fc00::/7) and link-local (fe80::/10).
+                || v6.is_multicast()
+                // Unique local (fc00::/7), link-local (fe80::/10) and the
+                // deprecated site-local (fec0::/10).
                 || first & 0xfe00 == 0xfc00
                 || first & 0xffc0 == 0xfe80
+                || first & 0xffc0 == 0xfec0
+                // NAT64 for local use (64:ff9b:1::/48).
+                || (first == 0x64 && second == 0xff9b && third == 1)
         }
     }
 }
 
+/// The IPv4 address inside an IPv6 one that reaches it: mapped
+/// (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), well-known NAT64
+/// (`64:ff9b::/96`) and 6to4 (`2002:AABB:CCDD::/48`).
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let (high, low) = match v6.segments() {
+        [0, 0, 0, 0, 0, 0, high, low] if high != 0 || low > 1 => (high, low),
+        [0x64, 0xff9b, 0, 0, 0, 0, high, low] | [0x2002, high, low, ..] => (high, low),
+        _ => return None,
+    };
+    let [a, b] = high.to_be_bytes();
+    let [c, d] = low.to_be_bytes();
+    Some(Ipv4Addr::new(a, b, c, d))
+}
+
 fn is_internal_v4(v4: Ipv4Addr) -> bool {
-    let [first, second, ..] = v4.octets();
+    let [first, second, third, _] = v4.octets();
     v4.is_loopback()
         || v4.is_private()
         || v4.is_link_local()
         || v4.is_unspecified()
         || v4.is_broadcast()
-        || (first == 100 && second & 0xc0 == 64)
+        || v4.is_multicast()
+        // 0/8 "this network", 100.64/10 shared, 198.18/15 benchmarking,
+        // 192.0.0/24 protocol assignments, 240/4 reserved.
         || first == 0
+        || (first == 100 && second & 0xc0 == 64)
+        || (first == 198 && second & 0xfe == 18)
+        || (first == 192 && second == 0 && third == 0)
+        || first >= 240
 }
 
 /// Resolves names with the system resolver and drops refused addresses,
@@ -269,18 +317,43 @@ mod tests {
 
     #[test]
     fn internal_literal_addresses_are_refused_unless_allowed() {
+        let any_host = |url: &str| {
+            let host = Url::parse(url).unwrap().host_str().unwrap().to_owned();
+            Destinations::new(
+                [host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()],
+                false,
+            )
+        };
         for url in [
             "http://127.0.0.1:8080/",
             "http://10.1.2.3/",
             "http://169.254.169.254/latest/meta-data",
+            "http://169.254.169.254./latest/meta-data",
+            // The same addresses written otherwise: the URL parser makes
+            // them dotted quads before the check.
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://017700000001/",
             "http://[::1]/",
             "http://[fd00::1]/",
             "http://[fe80::1]/",
+            "http://[fec0::1]/",
             "http://[::ffff:192.168.1.1]/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[64:ff9b:1::1]/",
+            "http://[2002:a00:1::]/",
+            "http://[ff02::1]/",
             "http://100.64.0.1/",
+            "http://198.18.0.1/",
+            "http://224.0.0.1/",
+            "http://240.0.0.1/",
             "http://0.0.0.0/",
         ] {
-            let refused = Destinations::new(["*".to_owned()], false).check(url);
+            let refused = any_host(url).check(url);
             assert!(
                 refused
                     .as_ref()
@@ -303,37 +376,27 @@ mod tests {
             "2001:4860:4860::8888",
             "100.128.0.1",
             "172.32.0.1",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             assert!(!is_internal(address.parse().unwrap()), "{address}");
         }
-        for address in ["172.16.0.1", "192.168.0.1", "255.255.255.255", "::"] {
+        for address in [
+            "172.16.0.1",
+            "192.168.0.1",
+            "255.255.255.255",
+            "::",
+            "192.0.0.8",
+        ] {
             assert!(is_internal(address.parse().unwrap()), "{address}");
         }
     }
 
-    #[tokio::test]
-    async fn a_name_resolving_to_loopback_is_refused_at_connect() {
-        let resolver = GuardedResolver {
-            private_networks: false,
-        };
-        let error = resolver
-            .resolve("localhost".parse().unwrap())
-            .await
-            .err()
-            .expect("localhost resolves to loopback only");
-        assert_eq!(
-            error.to_string(),
-            "localhost resolves only to loopback, private or link-local addresses, which are not allowed"
-        );
-        let allowing = GuardedResolver {
-            private_networks: true,
-        };
-        let addresses: Vec<SocketAddr> = allowing
-            .resolve("localhost".parse().unwrap())
-            .await
-            .unwrap()
-            .collect();
-        assert!(addresses.iter().all(|address| address.ip().is_loopback()));
+    #[test]
+    fn a_trailing_dot_names_the_same_host() {
+        let destinations = Destinations::new(["Hooks.Example.com.".to_owned()], false);
+        assert!(destinations.check("https://hooks.example.com./in").is_ok());
+        assert!(destinations.check("https://hooks.example.com/in").is_ok());
     }
 
     /// `https://` is spoken: the first bytes on the wire are a TLS
@@ -367,6 +430,16 @@ mod tests {
         .unwrap();
         let url = Url::parse(&format!("http://localhost:{port}/")).unwrap();
         let error = client.request(Method::GET, url).send().await.unwrap_err();
-        assert!(error.is_connect(), "{error:?}");
+        let mut causes = Vec::new();
+        let mut cause: Option<&dyn std::error::Error> = Some(&error);
+        while let Some(current) = cause {
+            causes.push(current.to_string());
+            cause = current.source();
+        }
+        assert!(
+            causes.iter().any(|message| message
+                .contains("localhost resolves only to loopback, private or link-local addresses")),
+            "{causes:?}"
+        );
     }
 }

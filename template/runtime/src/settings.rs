@@ -38,6 +38,11 @@ pub trait Section:
     /// Records every out-of-range value in `problems`, under its dotted key
     /// (`api.max_page_size`).
     fn validate(&self, problems: &mut Problems);
+
+    /// Dotted keys of lists that an environment variable may set, as
+    /// comma-separated values (`worker.webhook.allowed_hosts`); other lists
+    /// can be set in the file only.
+    const ENVIRONMENT_LISTS: &'static [&'static str] = &[];
 }
 
 /// Everything a service can be configured with.
@@ -495,6 +500,21 @@ mod tests {
         };
         let settings = load(&[(&env_var("HTTP__LISTEN"), "127.0.0.1:9000")], &flags).unwrap();
         assert_eq!(settings.http.listen, "127.0.0.1:9001".parse().unwrap());
+    }
+
+    #[test]
+    fn a_list_named_by_the_section_is_read_from_comma_separated_values() {
+        let settings = load(
+            &[(&env_var("TEST__NAMES"), "a.example,10.0.0.7")],
+            &no_file(),
+        )
+        .unwrap();
+        assert_eq!(settings.service.names, ["a.example", "10.0.0.7"]);
+        let one = load(&[(&env_var("TEST__NAMES"), "a.example")], &no_file()).unwrap();
+        assert_eq!(one.service.names, ["a.example"]);
+        // Other values keep their commas.
+        let level = load(&[(&env_var("LOG__LEVEL"), "info,sqlx=warn")], &no_file()).unwrap();
+        assert_eq!(level.log.level, "info,sqlx=warn");
     }
 
     #[test]

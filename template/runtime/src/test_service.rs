@@ -14,15 +14,19 @@ use crate::{
 
 pub struct TestService;
 
-/// `[test]`: one key, so that the loader's handling of a service's section
-/// is tested too.
+/// `[test]`: a number and a list, so that the loader's handling of a
+/// service's section is tested too.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestSettings {
     pub size: u32,
+    /// Settable from the environment as comma-separated values.
+    pub names: Vec<String>,
 }
 
 impl Section for TestSettings {
+    const ENVIRONMENT_LISTS: &'static [&'static str] = &["test.names"];
+
     fn validate(&self, problems: &mut Problems) {
         if self.size > 10 {
             problems.add("test.size", "must be at most 10");

@@ -2,27 +2,12 @@
 //! runtime's outbound client (TLS, the 10 s rule, trace context).
 
 use nebula_runtime::{
-    outbound::{HttpClient, Method, Url},
+    outbound::{HttpClient, Method, Url, parse_http_url},
     tasks::BoxError,
 };
 use tracing::Instrument;
 
 use super::Action;
-
-/// Checks that `url` is one the scheduler can call.
-///
-/// # Errors
-/// A message saying what is wrong with the URL.
-pub fn parse_url(url: &str) -> Result<Url, String> {
-    let parsed = Url::parse(url).map_err(|error| format!("is not a valid URL ({error})"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "must be an http:// or https:// URL, got {}://",
-            parsed.scheme()
-        ));
-    }
-    Ok(parsed)
-}
 
 /// Calls one URL; a 2xx answer is success. The call carries the run's
 /// period as `Idempotency-Key` (`job/period start`), the same when another
@@ -39,7 +24,7 @@ impl HttpCall {
     pub fn new(client: HttpClient, url: &str) -> Result<Self, BoxError> {
         Ok(Self {
             client,
-            url: parse_url(url)?,
+            url: parse_http_url(url)?,
         })
     }
 }

@@ -28,7 +28,7 @@ pub use self::{
 };
 use nebula_runtime::{
     Service, database,
-    outbound::HttpClient,
+    outbound::{self, HttpClient},
     settings::{Problems, Section},
     tasks::{BoxError, Context},
 };
@@ -94,7 +94,7 @@ impl Section for Settings {
             }
             problems.require_positive(&key("every_ms"), job.every_ms);
             problems.require_positive(&key("timeout_ms"), job.timeout_ms);
-            if let Err(reason) = http_call::parse_url(&job.url) {
+            if let Err(reason) = outbound::parse_http_url(&job.url) {
                 problems.add(key("url"), reason);
             }
         }

@@ -132,13 +132,7 @@ mod tests {
     fn sleep(args: &SleepArgs, number: u32) -> Attempt {
         let mut kinds = Kinds::new();
         kinds.register(DiagnosticSleep);
-        let args = serde_json::json!({
-            "duration_ms": args.duration_ms,
-            "cpu_rounds": args.cpu_rounds,
-            "fail_attempts": args.fail_attempts,
-            "panic_attempts": args.panic_attempts,
-        })
-        .to_string();
+        let args = serde_json::to_string(args).unwrap();
         let job = JobContext {
             id: JobId::new(),
             attempt: number,

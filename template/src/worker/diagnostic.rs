@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{JobContext, JobError, JobKind};
 
@@ -26,7 +26,7 @@ pub const MAX_CPU_ROUNDS: u32 = 100_000_000;
 pub struct DiagnosticSleep;
 
 /// The arguments of a `diagnostic.sleep` job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SleepArgs {
     pub duration_ms: u64,

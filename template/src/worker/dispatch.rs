@@ -62,6 +62,7 @@ impl Dispatcher {
         }
         let slots = Arc::new(Semaphore::new(self.workers));
         let runner = Arc::new(self.runner);
+        let kinds: Vec<&str> = runner.kinds.names().collect();
         let mut running = JoinSet::new();
         let mut retry = Duration::from_millis(100);
         loop {
@@ -71,7 +72,7 @@ impl Dispatcher {
             let free = slots.available_permits();
             let mut claimed_all_free = false;
             if free > 0 {
-                let Ok(jobs) = self.store.claim(free, runner.lease).await else {
+                let Ok(jobs) = self.store.claim(free, runner.lease, &kinds).await else {
                     // Logged by the database layer; wait, then try again.
                     let wait = jittered(retry);
                     retry = (retry * 2).min(MAX_CLAIM_RETRY);
@@ -153,8 +154,12 @@ enum Ended {
 
 impl Runner {
     async fn run(&self, claimed: Claimed, _slot: OwnedSemaphorePermit) {
-        let span =
-            tracing::info_span!("job.execute", job.id = %claimed.id, attempt = claimed.attempt);
+        let span = tracing::info_span!(
+            "job.execute",
+            job.id = %claimed.id,
+            job.kind = claimed.kind,
+            attempt = claimed.attempt
+        );
         // The job runs as part of the trace of the request that submitted it.
         trace_context::adopt(&span, claimed.traceparent.as_deref());
         self.run_claimed(claimed).instrument(span).await;
@@ -162,29 +167,29 @@ impl Runner {
 
     async fn run_claimed(&self, claimed: Claimed) {
         let cancelled = CancellationToken::new();
+        // Cancelled when this function ends or is dropped (the task
+        // aborted), for work the attempt left on the blocking pool.
+        let _cancel_on_exit = cancelled.clone().drop_guard();
         let job = JobContext {
             id: claimed.id,
             attempt: claimed.attempt,
             cancelled: cancelled.clone(),
         };
-        let Prepared {
-            attempt,
-            max_attempts,
-            timeout,
-        } = match self.kinds.prepare(&claimed.kind, &claimed.args, job) {
-            Ok(prepared) => prepared,
-            Err(refused) => {
-                // Another attempt would meet the same: fail the job now.
-                let label = match refused {
-                    Refused::UnknownKind(_) => "unknown_kind",
-                    Refused::Args(_) => "args",
-                };
-                metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => label).increment(1);
-                self.record(&claimed, Next::Fail { kind: label }, &refused.to_string())
-                    .await;
-                return;
-            }
-        };
+        let Prepared { attempt, timeout } =
+            match self.kinds.prepare(&claimed.kind, &claimed.args, job) {
+                Ok(prepared) => prepared,
+                Err(refused) => {
+                    // Another attempt would meet the same: fail the job now.
+                    let label = match refused {
+                        Refused::UnknownKind(_) => "unknown_kind",
+                        Refused::Args(_) => "args",
+                    };
+                    metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => label).increment(1);
+                    self.record(&claimed, Next::Fail { kind: label }, &refused.to_string())
+                        .await;
+                    return;
+                }
+            };
         let ended = if self.abandon.is_cancelled() {
             Ended::Abandoned
         } else {
@@ -201,20 +206,14 @@ impl Runner {
                 }
             }
         };
-        // The attempt's future is gone (finished or dropped); work it left
-        // on the blocking pool learns it here.
-        cancelled.cancel();
         match ended {
             Ended::Attempted(result) => {
                 if let Err(failure) = &result {
                     metrics::counter!(JOB_ATTEMPT_FAILURES, "kind" => failure.kind).increment(1);
                 }
                 // The limit the job was accepted with; a job stored before
-                // limits were stored takes the kind's, or the setting.
-                let max_attempts = claimed
-                    .max_attempts
-                    .or(max_attempts)
-                    .unwrap_or(self.policy.max_attempts);
+                // limits were stored takes the setting (as the rescue does).
+                let max_attempts = claimed.max_attempts.unwrap_or(self.policy.max_attempts);
                 let next = self
                     .policy
                     .next(claimed.attempt, max_attempts, result.as_ref().err());

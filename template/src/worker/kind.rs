@@ -80,6 +80,15 @@ pub struct JobError {
 }
 
 impl JobError {
+    /// A failure another attempt may fix, from any error, `anyhow`'s and
+    /// boxed ones included (`?` converts the others).
+    pub fn retryable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            source: source.into(),
+            permanent: false,
+        }
+    }
+
     /// A failure that another attempt cannot fix (a 4xx answer, arguments a
     /// peer refuses): the job fails now, whatever attempts are left.
     pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
@@ -105,9 +114,16 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
     }
 }
 
+/// The error and its causes, `: `-separated: the job's `last_error`.
 impl std::fmt::Display for JobError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.source.fmt(f)
+        self.source.fmt(f)?;
+        let mut cause = self.source.source();
+        while let Some(current) = cause {
+            write!(f, ": {current}")?;
+            cause = current.source();
+        }
+        Ok(())
     }
 }
 
@@ -178,10 +194,9 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// How one stored job is to be run: its attempt and its limits.
+/// How one stored job is to be run: its attempt and its time limit.
 pub struct Prepared {
     pub attempt: Attempt,
-    pub max_attempts: Option<u32>,
     pub timeout: Option<Duration>,
 }
 
@@ -195,9 +210,15 @@ impl Kinds {
     /// Registers `kind` under [`JobKind::NAME`].
     ///
     /// # Panics
-    /// When a kind of that name is already registered: two kinds cannot
-    /// share the jobs stored under one name.
+    /// When a kind of that name is already registered (two kinds cannot
+    /// share the jobs stored under one name), or the kind allows no
+    /// attempt at all.
     pub fn register<K: JobKind>(&mut self, kind: K) -> &mut Self {
+        assert!(
+            kind.max_attempts() != Some(0),
+            "job kind \"{}\" allows 0 attempts; it needs at least 1",
+            K::NAME
+        );
         let previous = self.by_name.insert(K::NAME, Arc::new(Arc::new(kind)));
         assert!(
             previous.is_none(),
@@ -250,7 +271,6 @@ impl Kinds {
         let attempt = registered.attempt(args, job).map_err(Refused::Args)?;
         Ok(Prepared {
             attempt,
-            max_attempts: registered.max_attempts(),
             timeout: registered.timeout(),
         })
     }
@@ -343,7 +363,6 @@ mod tests {
         let prepared = kinds
             .prepare("test.echo", r#"{"times": 1}"#, context())
             .unwrap();
-        assert_eq!(prepared.max_attempts, Some(2));
         assert!(prepared.attempt.await.is_ok());
         let failing = kinds
             .prepare("test.echo", r#"{"times": 0}"#, context())
@@ -369,6 +388,15 @@ mod tests {
     #[should_panic(expected = "job kind \"test.echo\" is registered twice")]
     fn a_name_is_registered_once() {
         kinds().register(Echo);
+    }
+
+    #[test]
+    fn an_errors_causes_are_part_of_its_message() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("the call failed")]
+        struct Call(#[source] std::io::Error);
+        let error = JobError::from(Call(std::io::Error::other("connection refused")));
+        assert_eq!(error.to_string(), "the call failed: connection refused");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The worker's upkeep, on every replica: take back expired leases (at
-//! start, then every `worker.rescue_interval_ms`), refresh the queue-depth
+//! The worker's upkeep, on every replica: take back expired leases and fail
+//! the jobs of kinds no replica took within `worker.unknown_kind_grace_ms`
+//! (at start, then every `worker.rescue_interval_ms`), refresh the queue-depth
 //! estimate every second, and delete finished jobs older than
 //! `worker.retention_ms` every minute, so the table stays bounded.
 //!
@@ -27,6 +28,10 @@ pub struct Maintenance {
     pub retention: Duration,
     pub max_rescues: u32,
     pub max_attempts: u32,
+    /// The kinds this replica runs, and how long a queued job of another
+    /// kind may wait for a replica that runs it.
+    pub kinds: Vec<&'static str>,
+    pub unknown_kind_grace: Duration,
     /// Rescued jobs are due at once: wake the dispatcher.
     pub wake: Arc<Notify>,
     pub connected: Connected,
@@ -57,7 +62,10 @@ impl Maintenance {
             tokio::select! {
                 biased;
                 () = draining.cancelled() => return,
-                _ = rescue.tick() => self.rescue().await,
+                _ = rescue.tick() => {
+                    self.rescue().await;
+                    self.fail_unknown_kinds().await;
+                }
                 _ = prune.tick() => self.prune().await,
             }
         }
@@ -107,6 +115,25 @@ impl Maintenance {
         }
         if rescued.iter().any(|job| !job.failed) {
             self.wake.notify_one();
+        }
+    }
+
+    async fn fail_unknown_kinds(&self) {
+        let Ok(failed) = self
+            .store
+            .fail_unknown_kinds(&self.kinds, self.unknown_kind_grace)
+            .await
+        else {
+            return;
+        };
+        for job in &failed {
+            record_outcome(Outcome::Failed, job.created_at_ms);
+            tracing::warn!(
+                job.id = job.id,
+                outcome = Outcome::Failed.as_str(),
+                error = "no replica runs its kind",
+                "job finished"
+            );
         }
     }
 

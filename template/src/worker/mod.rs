@@ -83,6 +83,9 @@ pub struct Settings {
     pub rescue_interval_ms: u64,
     /// Rescues after which a job fails instead of running again.
     pub max_rescues: u32,
+    /// How long a queued job of a kind this replica does not run may wait
+    /// for a replica that does, before it fails.
+    pub unknown_kind_grace_ms: u64,
     /// How long finished jobs (and their idempotency keys) are kept.
     pub retention_ms: u64,
     /// Where the `webhook` kind may deliver.
@@ -103,6 +106,7 @@ impl Default for Settings {
             poll_interval_ms: 1_000,
             rescue_interval_ms: 5_000,
             max_rescues: 3,
+            unknown_kind_grace_ms: 15 * 60 * 1_000,
             retention_ms: 7 * 24 * 60 * 60 * 1_000,
             webhook: WebhookSettings::default(),
         }
@@ -110,6 +114,8 @@ impl Default for Settings {
 }
 
 impl Section for Settings {
+    const ENVIRONMENT_LISTS: &'static [&'static str] = &["worker.webhook.allowed_hosts"];
+
     fn validate(&self, problems: &mut Problems) {
         problems.require_capacity("worker.workers", self.workers, 10_000);
         problems.require_capacity("worker.queue_capacity", self.queue_capacity, 1_000_000);
@@ -296,6 +302,8 @@ pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> 
         retention: Duration::from_millis(settings.service.retention_ms),
         max_rescues: settings.service.max_rescues,
         max_attempts: settings.service.max_attempts,
+        kinds: kinds.names().collect(),
+        unknown_kind_grace: Duration::from_millis(settings.service.unknown_kind_grace_ms),
         wake: wake.clone(),
         connected: connected.clone(),
     };

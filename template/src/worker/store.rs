@@ -61,6 +61,7 @@ pub struct NewJob {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: JobId,
+    /// Never NULL here: only registered kinds are claimed.
     pub kind: String,
     /// Its arguments as JSON, decoded by its kind before the attempt.
     pub args: String,
@@ -83,6 +84,7 @@ pub struct Claimed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobStatus {
     pub id: String,
+    pub kind: Option<String>,
     pub state: String,
     pub attempts: i64,
     pub rescues: i64,
@@ -190,14 +192,24 @@ impl Store {
             .await
     }
 
-    /// Claims up to `limit` due jobs under a lease of `lease`, oldest due
-    /// first. PostgreSQL skips rows another replica is claiming (`FOR
-    /// UPDATE SKIP LOCKED`); on SQLite the statement is its own write
-    /// transaction, so two claims never return the same job.
+    /// Claims up to `limit` due jobs of the `kinds` this replica runs,
+    /// under a lease of `lease`, oldest due first. Jobs of other kinds wait
+    /// for a replica that runs them (a rolling update that adds a kind).
+    /// PostgreSQL skips rows another replica is claiming (`FOR UPDATE SKIP
+    /// LOCKED`); on SQLite the statement is its own write transaction, so
+    /// two claims never return the same job.
     ///
     /// # Errors
     /// [`DbError`]; then nothing was claimed.
-    pub async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Claimed>, DbError> {
+    pub async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        kinds: &[&str],
+    ) -> Result<Vec<Claimed>, DbError> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
         let lock = match self.database.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -206,9 +218,10 @@ impl Store {
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, token = token + 1,
                  lease_until = $2, updated_at = $1
              WHERE id IN (
-                 SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $1
+                 SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $1 AND kind IN ({})
                  ORDER BY run_at LIMIT $3 {lock})
-             RETURNING id, kind, payload, max_attempts, attempts, token, created_at, traceparent"
+             RETURNING id, kind, payload, max_attempts, attempts, token, created_at, traceparent",
+            parameters(4, kinds.len())
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let database = &self.database;
@@ -216,12 +229,14 @@ impl Store {
         let rows = database
             .run("claim_jobs", async {
                 let now = now_ms();
-                sqlx::query(&sql)
+                let mut claim = sqlx::query(&sql)
                     .bind(now)
                     .bind(now.saturating_add(ms(lease)))
-                    .bind(limit)
-                    .fetch_all(database.pool())
-                    .await
+                    .bind(limit);
+                for kind in kinds {
+                    claim = claim.bind(*kind);
+                }
+                claim.fetch_all(database.pool()).await
             })
             .await?;
         rows.iter()
@@ -405,6 +420,59 @@ impl Store {
             })
     }
 
+    /// Fails the queued jobs of kinds not among `kinds` (or of none) that
+    /// have been due for longer than `grace`: no replica took them in that
+    /// time. Guarded by the state in the same statement, so each is failed
+    /// once across replicas.
+    ///
+    /// # Errors
+    /// [`DbError`]; nothing was failed.
+    pub async fn fail_unknown_kinds(
+        &self,
+        kinds: &[&str],
+        grace: Duration,
+    ) -> Result<Vec<Rescued>, DbError> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'failed', finished_at = $1, updated_at = $1, token = token + 1,
+                 last_error = 'unknown job kind \"' || COALESCE(kind, '') || '\"; this service runs: ' || $3
+             WHERE state = 'queued' AND run_at < $2 AND (kind IS NULL OR kind NOT IN ({}))
+             RETURNING id, created_at",
+            parameters(4, kinds.len().max(1))
+        );
+        let known = kinds.join(", ");
+        let database = &self.database;
+        let rows = database
+            .run("fail_unknown_kinds", async {
+                let now = now_ms();
+                let mut fail = sqlx::query(&sql)
+                    .bind(now)
+                    .bind(now.saturating_sub(ms(grace)))
+                    .bind(if known.is_empty() { "no kinds" } else { &known });
+                if kinds.is_empty() {
+                    // `NOT IN ('')`: no kind is the empty name.
+                    fail = fail.bind("");
+                }
+                for kind in kinds {
+                    fail = fail.bind(*kind);
+                }
+                fail.fetch_all(database.pool()).await
+            })
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Rescued {
+                    id: row.try_get("id")?,
+                    created_at_ms: row.try_get("created_at")?,
+                    failed: true,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|source| DbError::Failed {
+                operation: "fail_unknown_kinds",
+                source,
+            })
+    }
+
     /// Deletes up to `batch` jobs that finished before `retention` ago.
     /// Returns how many went.
     ///
@@ -459,7 +527,7 @@ impl Store {
         let row = database
             .run("get_job", async {
                 sqlx::query(
-                    "SELECT id, state, attempts, rescues, last_error, created_at, updated_at,
+                    "SELECT id, kind, state, attempts, rescues, last_error, created_at, updated_at,
                          run_at, finished_at
                      FROM jobs WHERE id = $1",
                 )
@@ -502,6 +570,14 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
+/// `$first, $first+1, ...`: `count` placeholders for an `IN` list.
+fn parameters(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn parse_id(text: &str) -> Result<JobId, sqlx::Error> {
     text.parse()
         .map_err(|error: uuid::Error| sqlx::Error::Decode(error.into()))
@@ -526,6 +602,7 @@ fn claimed(row: &AnyRow, lease_ends: Instant) -> Result<Claimed, sqlx::Error> {
 fn job_status(row: &AnyRow) -> Result<JobStatus, sqlx::Error> {
     Ok(JobStatus {
         id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
         state: row.try_get("state")?,
         attempts: row.try_get("attempts")?,
         rescues: row.try_get("rescues")?,

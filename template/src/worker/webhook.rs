@@ -38,12 +38,19 @@ impl WebhookSettings {
     /// Checks the allowlist's entries.
     pub fn validate(&self, problems: &mut Problems) {
         for (index, host) in self.allowed_hosts.iter().enumerate() {
-            let bare = host.strip_prefix("*.").unwrap_or(host);
-            if bare.is_empty() || bare.contains(['/', ':', '*', ' ']) {
+            let (wildcard, bare) = match host.strip_prefix("*.") {
+                Some(domain) => (true, domain),
+                None => (false, host.as_str()),
+            };
+            let malformed = bare.is_empty()
+                || bare.contains(['/', ':', '*', ' ', '@'])
+                // `*.com` would allow a whole top-level domain.
+                || (wildcard && !bare.trim_end_matches('.').contains('.'));
+            if malformed {
                 problems.add(
                     format!("worker.webhook.allowed_hosts[{index}]"),
                     format!(
-                        "\"{host}\" is not a host: give a name or an IPv4 address (hooks.example.com, *.example.com, 10.0.0.7), without scheme, port or path"
+                        "\"{host}\" is not a host: give a name, a *.domain with at least two labels, or an IPv4 address (hooks.example.com, *.example.com, 10.0.0.7), without scheme, port or path"
                     ),
                 );
             }
@@ -89,21 +96,10 @@ pub struct WebhookArgs {
 pub enum DeliveryError {
     #[error("the target answered {0}")]
     Status(StatusCode),
-    #[error("the call failed: {}", chain(.0))]
-    Call(#[from] nebula_runtime::outbound::Error),
-}
-
-/// An error and its sources, `: `-separated: reqwest's own message leaves
-/// out the cause (a refused connection, a name that resolves nowhere).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    /// Its causes follow in the job's `last_error` (a refused connection, a
+    /// name that resolves nowhere).
+    #[error("the call failed")]
+    Call(#[source] nebula_runtime::outbound::Error),
 }
 
 impl JobKind for Webhook {
@@ -131,7 +127,9 @@ impl JobKind for Webhook {
             .body(args.payload.get().to_owned())
             .send()
             .await
-            .map_err(DeliveryError::Call)?;
+            // The URL may carry a secret (a token in its query): it stays
+            // out of `last_error` and the logs.
+            .map_err(|error| DeliveryError::Call(error.without_url()))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

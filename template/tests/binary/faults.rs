@@ -214,7 +214,7 @@ async fn assert_whole_again(
 /// room is freed the service takes writes again by itself.
 #[test]
 #[ignore = "mounts a tmpfs (needs root); the template's CI runs it"]
-fn sqlite_on_a_full_disk_answers_503_and_heals_when_room_is_freed() {
+fn tmpfs_sqlite_on_a_full_disk_answers_503_and_heals_when_room_is_freed() {
     let _serial = serial();
     runtime().block_on(async {
         let volume = Tmpfs::mount("16m");
@@ -254,7 +254,7 @@ fn sqlite_on_a_full_disk_answers_503_and_heals_when_room_is_freed() {
 /// once the volume is writable again, writes work without a restart.
 #[test]
 #[ignore = "mounts a tmpfs (needs root); the template's CI runs it"]
-fn sqlite_that_cannot_be_written_from_the_start_serves_reads_and_heals() {
+fn tmpfs_sqlite_that_cannot_be_written_from_the_start_serves_reads_and_heals() {
     let _serial = serial();
     runtime().block_on(async {
         let volume = Tmpfs::mount("16m");

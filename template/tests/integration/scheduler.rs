@@ -146,7 +146,6 @@ fn on(database: &TestDatabase, url: String) -> Settings {
 }
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn runs_are_recorded_and_listed_newest_first_on_sqlite() {
     runs_are_recorded_and_listed_newest_first(Engine::Sqlite).await;
 }
@@ -242,7 +241,6 @@ async fn finished_runs_are_pruned_after_the_retention() {
 
 /// The claim rules on the run table itself, as two replicas see it.
 #[tokio::test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 async fn claims_fence_off_a_replica_whose_lease_ran_out_on_sqlite() {
     claims_fence_off_a_replica_whose_lease_ran_out(Engine::Sqlite).await;
 }

@@ -35,7 +35,6 @@ macro_rules! on_both_engines {
             use crate::test_database::Engine;
 
             #[tokio::test]
-            #[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
             async fn sqlite() {
                 super::$scenario(Engine::Sqlite).await;
             }
@@ -63,6 +62,7 @@ on_both_engines!(
     a_held_lock_fails_intake_at_the_database_timeout,
     finished_jobs_are_pruned_after_the_retention,
     a_stored_job_of_a_kind_no_longer_registered_fails_once,
+    a_job_of_a_kind_this_replica_does_not_run_waits_for_one_that_does,
 );
 
 /// Settings for `database`, with short waits so that tests are quick.
@@ -291,7 +291,7 @@ async fn an_outcome_written_again_is_found_recorded(engine: Engine) {
     };
     store.insert_batch(&[job]).await.unwrap();
     let claimed = store
-        .claim(1, Duration::from_secs(30))
+        .claim(1, Duration::from_secs(30), &["diagnostic.sleep"])
         .await
         .unwrap()
         .pop()
@@ -673,35 +673,78 @@ async fn the_diagnostic_kind_is_registered_only_when_asked_for() {
     service.stop().await.unwrap();
 }
 
-/// A job stored under a kind this build no longer registers (renamed or
-/// removed) fails at its first claim, naming the kind: no crash, no retry.
-async fn a_stored_job_of_a_kind_no_longer_registered_fails_once(engine: Engine) {
-    let database = TestDatabase::create(engine, "retired_kind").await;
-    let settings = on(&database);
-    database::migrate_command(&settings).await.unwrap();
+/// Stores a queued job of `kind` directly, as another release's replica
+/// would have; returns its id.
+async fn store_job_of_kind(settings: &Settings, kind: &str) -> String {
+    database::migrate_command(settings).await.unwrap();
     let store =
         Store::new(Database::open(&settings.database, settings.timeouts.database()).unwrap());
     let id = JobId::new();
-    let retired = NewJob {
+    let job = NewJob {
         id,
         idempotency_key: None,
-        kind: "report.retired".to_owned(),
+        kind: kind.to_owned(),
         args: "{}".to_owned(),
         max_attempts: 5,
         traceparent: None,
     };
-    store.insert_batch(&[retired]).await.unwrap();
+    store.insert_batch(&[job]).await.unwrap();
+    id.to_string()
+}
+
+/// A job stored under a kind no replica registers any more (renamed or
+/// removed) is never claimed, and fails once the grace for another
+/// replica to take it has passed, naming the kind: no crash, no retry.
+async fn a_stored_job_of_a_kind_no_longer_registered_fails_once(engine: Engine) {
+    let database = TestDatabase::create(engine, "retired_kind").await;
+    let mut settings = on(&database);
+    settings.service.unknown_kind_grace_ms = 0;
+    let id = store_job_of_kind(&settings, "report.retired").await;
     let (logs, _guard) = Logs::capture();
     let service = start(settings).await;
-    let id = id.to_string();
     let failed = until_state(&service, &id, "failed").await;
-    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert_eq!(failed["attempts"], 0, "{failed}");
+    assert_eq!(failed["kind"], "report.retired");
     assert_eq!(
         failed["last_error"],
         "unknown job kind \"report.retired\"; this service runs: diagnostic.sleep, webhook"
     );
     service.stop().await.unwrap();
     assert_eq!(finished(&logs)[&id], ["failed"]);
+}
+
+/// A rolling update that adds a kind: a replica that does not run the
+/// kind leaves its jobs queued (it runs its own meanwhile), and a replica
+/// that runs it takes them.
+async fn a_job_of_a_kind_this_replica_does_not_run_waits_for_one_that_does(engine: Engine) {
+    let database = TestDatabase::create(engine, "kind_rollout").await;
+    let mut old = on(&database);
+    old.service.diagnostic_jobs = false;
+    let waiting = store_job_of_kind(&old, "diagnostic.sleep").await;
+    // The old replica runs webhooks: one to a local target.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", target.local_addr().unwrap());
+    let app = axum::Router::new().route("/", axum::routing::post(|| async {}));
+    tokio::spawn(async move { axum::serve(target, app).await });
+    old.service.webhook.allowed_hosts = vec!["127.0.0.1".to_owned()];
+    old.service.webhook.allow_private_networks = true;
+    let old = start(old).await;
+    let own = json!({"kind": "webhook", "args": {"url": url, "payload": {}}});
+    let own = submit(&old, &own).await.unwrap();
+    until_state(&old, &own, "succeeded").await;
+    // Claims go oldest first: had the waiting job been claimable, it would
+    // have been claimed no later than the webhook.
+    let still = status(&old, &waiting).await;
+    assert_eq!(still["state"], "queued", "{still}");
+    assert_eq!(still["attempts"], 0, "{still}");
+    old.stop().await.unwrap();
+    let taken = {
+        let replica = start(on(&database)).await;
+        let done = until_state(&replica, &waiting, "succeeded").await;
+        replica.stop().await.unwrap();
+        done
+    };
+    assert_eq!(taken["attempts"], 1, "{taken}");
 }
 
 /// A database that does not answer at start-up: the service runs, is not

@@ -5,7 +5,7 @@ use std::{fmt, path::PathBuf};
 
 use config::{Config, ConfigError, Environment, File, FileFormat, Map, Source, Value, ValueKind};
 
-use super::{DEFAULT_CONFIG_FILE, Overrides, Problems, Settings};
+use super::{DEFAULT_CONFIG_FILE, Overrides, Problems, Section, Settings};
 use crate::{Service, telemetry::LogFormat};
 
 /// Where a setting's value came from.
@@ -146,8 +146,16 @@ fn read_layers<S: Service>(
     overrides: &Overrides,
     env: &Map<String, String>,
 ) -> Result<Vec<Layer>, SettingsError> {
-    let defaults = Config::try_from(&Settings::<S>::default())
-        .map_err(|error| SettingsError::Other(error.to_string()))?;
+    // Through TOML text rather than `Config::try_from`: config's own
+    // serializer drops an empty list, which would then be "missing".
+    let defaults = toml::to_string(&Settings::<S>::default())
+        .map_err(|error| SettingsError::Other(error.to_string()))
+        .and_then(|text| {
+            Config::builder()
+                .add_source(File::from_str(&text, FileFormat::Toml))
+                .build()
+                .map_err(|error| SettingsError::Other(error.to_string()))
+        })?;
     let mut layers = vec![Layer {
         origin: Origin::Default,
         config: defaults,
@@ -175,14 +183,21 @@ fn read_layers<S: Service>(
 
     let sections: Vec<String> = table(&layers[0].config).into_keys().collect();
     let service_env = service_variables(S::ENV_PREFIX, env, &sections)?;
+    let mut variables = Environment::with_prefix(S::ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(service_env));
+    if !S::Settings::ENVIRONMENT_LISTS.is_empty() {
+        // Only the keys named are split at commas; every other value stays
+        // a string.
+        variables = variables.list_separator(",");
+        for key in S::Settings::ENVIRONMENT_LISTS {
+            variables = variables.with_list_parse_key(key);
+        }
+    }
     let environment = Config::builder()
-        .add_source(
-            Environment::with_prefix(S::ENV_PREFIX)
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(service_env)),
-        )
+        .add_source(variables)
         .build()
         .map_err(|error| SettingsError::Other(error.to_string()))?;
     layers.push(Layer {

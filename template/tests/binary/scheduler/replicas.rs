@@ -168,7 +168,6 @@ fn holder<'a>(replicas: &'a [Process], replica: &str) -> &'a Process {
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn two_replicas_call_each_period_once_on_sqlite() {
     two_replicas_call_each_period_once(Engine::Sqlite);
 }
@@ -245,7 +244,6 @@ async fn kill_the_holder_mid_run(
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_killed_replicas_period_is_recorded_lost_at_most_once_on_sqlite() {
     a_killed_replicas_period_is_handled(Engine::Sqlite, "at_most_once");
 }
@@ -257,7 +255,6 @@ fn a_killed_replicas_period_is_recorded_lost_at_most_once_on_postgres() {
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_killed_replicas_period_runs_again_at_least_once_on_sqlite() {
     a_killed_replicas_period_is_handled(Engine::Sqlite, "at_least_once");
 }
@@ -322,7 +319,6 @@ fn a_killed_replicas_period_is_handled(engine: Engine, delivery: &str) {
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_paused_replicas_late_result_is_refused_on_sqlite() {
     a_paused_replicas_late_result_is_refused(Engine::Sqlite);
 }

@@ -48,7 +48,7 @@ pub(super) fn durable(database: &Arc<TestDatabase>) -> Launch {
         .setting("WORKER__POLL_INTERVAL_MS", 50)
 }
 
-/// A database on `engine`, or `None` when PostgreSQL is not given.
+/// A database on `engine`, shared by the processes of one test.
 async fn database(engine: Engine, test: &str) -> Arc<TestDatabase> {
     Arc::new(TestDatabase::create(engine, test).await)
 }
@@ -81,7 +81,6 @@ async fn until_stored(
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn sigkill_mid_load_loses_no_accepted_job_on_sqlite() {
     sigkill_mid_load_loses_no_accepted_job(Engine::Sqlite);
 }
@@ -146,7 +145,6 @@ fn sigkill_mid_load_loses_no_accepted_job(engine: Engine) {
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn replicas_started_together_all_migrate_and_serve_on_sqlite() {
     replicas_started_together_all_migrate_and_serve(Engine::Sqlite);
 }
@@ -186,7 +184,6 @@ fn replicas_started_together_all_migrate_and_serve(engine: Engine) {
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_job_acknowledged_just_before_sigkill_runs_after_restart_on_sqlite() {
     a_job_acknowledged_just_before_sigkill_runs_after_restart(Engine::Sqlite);
 }
@@ -305,7 +302,6 @@ fn three_replicas_lose_nothing_when_one_is_killed() {
 }
 
 #[test]
-#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_paused_replica_is_fenced_off_on_sqlite() {
     a_paused_replica_is_fenced_off(Engine::Sqlite);
 }
@@ -384,7 +380,7 @@ fn a_paused_replica_is_fenced_off(engine: Engine) {
 /// (never a 500, never a hang), the process stays up, and once the database
 /// is back readiness returns and every accepted job finishes.
 #[test]
-#[ignore = "needs PostgreSQL and a program that restarts it: set NEBULA_TEST_POSTGRES_URL and NEBULA_TEST_POSTGRES_CTL, and run with --include-ignored"]
+#[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
 fn a_database_outage_mid_load_gives_503s_and_work_resumes() {
     database_outage(Outage::ConnectionsCut);
 }
