@@ -44,10 +44,11 @@ fn a_stale_lock_fails_naming_the_command_that_refreshes_it() {
         return;
     }
     let generated = Generated::new("stale-lock", "api");
-    // Someone adds a dependency to the template and forgets the lock.
+    // Someone adds a dependency to the template and forgets the lock (one
+    // no type's dependencies pull in: `glob`).
     let manifest = generated.project.join("Cargo.toml");
     let with_new_dependency =
-        read_text(&manifest).replace("[dependencies]\n", "[dependencies]\nsemver = \"1\"\n");
+        read_text(&manifest).replace("[dependencies]\n", "[dependencies]\nglob = \"0.3\"\n");
     fs::write(&manifest, with_new_dependency).expect("Cargo.toml written");
 
     let failure = panic::catch_unwind(|| prepare_dependencies("api", &generated.project))
@@ -63,7 +64,7 @@ fn a_stale_lock_fails_naming_the_command_that_refreshes_it() {
         .unwrap_or_default();
     assert!(message.contains("scripts/refresh-locks"), "{message}");
     assert!(
-        message.contains("semver"),
+        message.contains("glob"),
         "the message names what changed: {message}"
     );
 }
