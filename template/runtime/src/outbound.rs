@@ -141,7 +141,7 @@ impl Destinations {
     fn check_address(&self, address: IpAddr) -> Result<(), String> {
         if !self.private_networks && is_internal(address) {
             return Err(format!(
-                "address {address} is loopback, private or link-local, which is not allowed"
+                "address {address} is internal (loopback, private, link-local or reserved), which is not allowed"
             ));
         }
         Ok(())
@@ -260,7 +260,7 @@ impl Resolve for GuardedResolver {
                 .collect();
             if resolved.is_empty() {
                 return Err(format!(
-                    "{host} resolves only to loopback, private or link-local addresses, which are not allowed"
+                    "{host} resolves only to internal addresses (loopback, private, link-local or reserved), which are not allowed"
                 )
                 .into());
             }
@@ -355,9 +355,8 @@ mod tests {
         ] {
             let refused = any_host(url).check(url);
             assert!(
-                refused
-                    .as_ref()
-                    .is_err_and(|message| message.contains("loopback, private or link-local")),
+                refused.as_ref().is_err_and(|message| message
+                    .contains("is internal (loopback, private, link-local or reserved)")),
                 "{url}: {refused:?}"
             );
         }
@@ -420,6 +419,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_unless_allowed() {
+        let resolver = GuardedResolver {
+            private_networks: false,
+        };
+        let error = resolver
+            .resolve("localhost".parse().unwrap())
+            .await
+            .err()
+            .expect("localhost resolves to loopback only");
+        assert!(
+            error
+                .to_string()
+                .starts_with("localhost resolves only to internal addresses (loopback, private, link-local or reserved)"),
+            "{error}"
+        );
+        let allowing = GuardedResolver {
+            private_networks: true,
+        };
+        let addresses: Vec<SocketAddr> = allowing
+            .resolve("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(!addresses.is_empty());
+        assert!(addresses.iter().all(|address| address.ip().is_loopback()));
+    }
+
+    #[tokio::test]
     async fn a_guarded_client_does_not_connect_to_loopback_by_name() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -438,7 +465,7 @@ mod tests {
         }
         assert!(
             causes.iter().any(|message| message
-                .contains("localhost resolves only to loopback, private or link-local addresses")),
+                .contains("localhost resolves only to internal addresses (loopback, private, link-local or reserved)")),
             "{causes:?}"
         );
     }

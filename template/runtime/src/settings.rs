@@ -512,6 +512,17 @@ mod tests {
         assert_eq!(settings.service.names, ["a.example", "10.0.0.7"]);
         let one = load(&[(&env_var("TEST__NAMES"), "a.example")], &no_file()).unwrap();
         assert_eq!(one.service.names, ["a.example"]);
+        // A bad item names the list's variable.
+        let error = load(&[(&env_var("TEST__NAMES"), "ok,")], &no_file())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "(from environment variable {})",
+                env_var("TEST__NAMES")
+            )),
+            "{error}"
+        );
         // Other values keep their commas.
         let level = load(&[(&env_var("LOG__LEVEL"), "info,sqlx=warn")], &no_file()).unwrap();
         assert_eq!(level.log.level, "info,sqlx=warn");

@@ -31,6 +31,11 @@ impl Section for TestSettings {
         if self.size > 10 {
             problems.add("test.size", "must be at most 10");
         }
+        for (index, name) in self.names.iter().enumerate() {
+            if name.is_empty() {
+                problems.add(format!("test.names[{index}]"), "must not be empty");
+            }
+        }
     }
 }
 

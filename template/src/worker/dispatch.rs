@@ -167,8 +167,7 @@ impl Runner {
 
     async fn run_claimed(&self, claimed: Claimed) {
         let cancelled = CancellationToken::new();
-        // Cancelled when this function ends or is dropped (the task
-        // aborted), for work the attempt left on the blocking pool.
+        // Also cancelled if this future is dropped (the task aborted).
         let _cancel_on_exit = cancelled.clone().drop_guard();
         let job = JobContext {
             id: claimed.id,
@@ -180,6 +179,8 @@ impl Runner {
                 Ok(prepared) => prepared,
                 Err(refused) => {
                     // Another attempt would meet the same: fail the job now.
+                    // (Claims take only registered kinds, so an unknown kind
+                    // here would be a bug; it still fails cleanly.)
                     let label = match refused {
                         Refused::UnknownKind(_) => "unknown_kind",
                         Refused::Args(_) => "args",
@@ -206,6 +207,9 @@ impl Runner {
                 }
             }
         };
+        // The attempt is over or dropped: work it left on the blocking pool
+        // learns it now, not after the outcome is written.
+        cancelled.cancel();
         match ended {
             Ended::Attempted(result) => {
                 if let Err(failure) = &result {

@@ -117,13 +117,18 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for JobError {
 /// The error and its causes, `: `-separated: the job's `last_error`.
 impl std::fmt::Display for JobError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.source.fmt(f)?;
+        let mut text = self.source.to_string();
         let mut cause = self.source.source();
         while let Some(current) = cause {
-            write!(f, ": {current}")?;
+            let part = current.to_string();
+            // Some errors repeat their cause in their own message.
+            if !text.ends_with(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
             cause = current.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 
@@ -395,7 +400,13 @@ mod tests {
         #[derive(Debug, thiserror::Error)]
         #[error("the call failed")]
         struct Call(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("the call failed: {0}")]
+        struct Repeating(#[source] std::io::Error);
+
         let error = JobError::from(Call(std::io::Error::other("connection refused")));
+        assert_eq!(error.to_string(), "the call failed: connection refused");
+        let error = JobError::from(Repeating(std::io::Error::other("connection refused")));
         assert_eq!(error.to_string(), "the call failed: connection refused");
     }
 

@@ -1,8 +1,9 @@
-//! The worker's upkeep, on every replica: take back expired leases and fail
-//! the jobs of kinds no replica took within `worker.unknown_kind_grace_ms`
-//! (at start, then every `worker.rescue_interval_ms`), refresh the queue-depth
-//! estimate every second, and delete finished jobs older than
-//! `worker.retention_ms` every minute, so the table stays bounded.
+//! The worker's upkeep, on every replica: take back expired leases (at
+//! start, then every `worker.rescue_interval_ms`), refresh the queue-depth
+//! estimate every second, and every minute (and at start) fail the jobs of
+//! kinds no replica took within `worker.unknown_kind_grace_ms` and delete
+//! finished jobs older than `worker.retention_ms`, so the table stays
+//! bounded. Both go in batches, so neither holds SQLite's write lock long.
 //!
 //! Several replicas may rescue at once: each rescue is one guarded
 //! statement, so a job is taken back by at most one of them.
@@ -17,7 +18,7 @@ use nebula_runtime::{database::Connected, tasks::TaskResult};
 
 const DEPTH_REFRESH: Duration = Duration::from_secs(1);
 const PRUNE_INTERVAL: Duration = Duration::from_mins(1);
-/// Rows deleted per statement, so a large backlog of old jobs never holds
+/// Rows deleted or failed per statement, so a large backlog never holds
 /// SQLite's write lock for long.
 const PRUNE_BATCH: u32 = 1_000;
 
@@ -62,11 +63,11 @@ impl Maintenance {
             tokio::select! {
                 biased;
                 () = draining.cancelled() => return,
-                _ = rescue.tick() => {
-                    self.rescue().await;
+                _ = rescue.tick() => self.rescue().await,
+                _ = prune.tick() => {
                     self.fail_unknown_kinds().await;
+                    self.prune().await;
                 }
-                _ = prune.tick() => self.prune().await,
             }
         }
     }
@@ -119,21 +120,23 @@ impl Maintenance {
     }
 
     async fn fail_unknown_kinds(&self) {
-        let Ok(failed) = self
+        while let Ok(failed) = self
             .store
-            .fail_unknown_kinds(&self.kinds, self.unknown_kind_grace)
+            .fail_unknown_kinds(&self.kinds, self.unknown_kind_grace, PRUNE_BATCH)
             .await
-        else {
-            return;
-        };
-        for job in &failed {
-            record_outcome(Outcome::Failed, job.created_at_ms);
-            tracing::warn!(
-                job.id = job.id,
-                outcome = Outcome::Failed.as_str(),
-                error = "no replica runs its kind",
-                "job finished"
-            );
+        {
+            for job in &failed {
+                record_outcome(Outcome::Failed, job.created_at_ms);
+                tracing::warn!(
+                    job.id = job.id,
+                    outcome = Outcome::Failed.as_str(),
+                    error = "no replica runs its kind",
+                    "job finished"
+                );
+            }
+            if failed.len() < PRUNE_BATCH as usize {
+                break;
+            }
         }
     }
 

@@ -173,7 +173,7 @@ pub const JOBS: &str = "nebula_jobs_total";
 /// Histogram of the time from a job's acceptance to its outcome, by `outcome`.
 pub const JOB_DURATION: &str = "nebula_job_duration_seconds";
 /// Counter of failed attempts, by `kind` (`error`, `panic`, `timeout`; and
-/// `unknown_kind` or `args` for a stored job its build cannot run).
+/// `args` for a stored job whose arguments its kind no longer decodes).
 pub const JOB_ATTEMPT_FAILURES: &str = "nebula_job_attempt_failures_total";
 /// Counter of jobs refused at intake, by `reason`.
 pub const JOBS_REFUSED: &str = "nebula_jobs_refused_total";
@@ -200,7 +200,7 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         JOB_ATTEMPT_FAILURES,
-        "Job attempts that failed, by kind: error, panic, timeout, unknown_kind or args"
+        "Job attempts that failed, by kind: error, panic, timeout or args"
     );
     metrics::describe_counter!(
         JOBS_REFUSED,

@@ -420,10 +420,10 @@ impl Store {
             })
     }
 
-    /// Fails the queued jobs of kinds not among `kinds` (or of none) that
-    /// have been due for longer than `grace`: no replica took them in that
-    /// time. Guarded by the state in the same statement, so each is failed
-    /// once across replicas.
+    /// Fails up to `batch` queued jobs of kinds not among `kinds` (or of
+    /// none) that have been due for longer than `grace`: no replica took
+    /// them in that time. Guarded by the state in the same statement, so
+    /// each is failed once across replicas.
     ///
     /// # Errors
     /// [`DbError`]; nothing was failed.
@@ -431,11 +431,16 @@ impl Store {
         &self,
         kinds: &[&str],
         grace: Duration,
+        batch: u32,
     ) -> Result<Vec<Rescued>, DbError> {
         let sql = format!(
             "UPDATE jobs SET state = 'failed', finished_at = $1, updated_at = $1, token = token + 1,
                  last_error = 'unknown job kind \"' || COALESCE(kind, '') || '\"; this service runs: ' || $3
-             WHERE state = 'queued' AND run_at < $2 AND (kind IS NULL OR kind NOT IN ({}))
+             WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE state = 'queued' AND run_at < $2 AND (kind IS NULL OR kind NOT IN ({}))
+                 ORDER BY run_at LIMIT {batch})
+               AND state = 'queued'
              RETURNING id, created_at",
             parameters(4, kinds.len().max(1))
         );

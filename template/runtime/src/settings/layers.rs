@@ -30,7 +30,10 @@ impl Origin {
             Self::Default => "built-in default".to_owned(),
             Self::File(path) => format!("config file {}", path.display()),
             Self::Environment(prefix) => {
-                format!("environment variable {}", env_var_for(prefix, key))
+                // An item of a list (`hosts[0]`) comes from the list's
+                // one variable.
+                let list = key.split_once('[').map_or(key, |(list, _)| list);
+                format!("environment variable {}", env_var_for(prefix, list))
             }
             Self::RustLog => "environment variable RUST_LOG".to_owned(),
             Self::Flag(flag) => format!("command-line flag {flag}"),
@@ -146,12 +149,16 @@ fn read_layers<S: Service>(
     overrides: &Overrides,
     env: &Map<String, String>,
 ) -> Result<Vec<Layer>, SettingsError> {
-    // Through TOML text rather than `Config::try_from`: config's own
-    // serializer drops an empty list, which would then be "missing".
-    let defaults = toml::to_string(&Settings::<S>::default())
+    // config's own serializer drops an empty list (then "missing"), and
+    // TOML leaves out a `None` (then an unknown key): both, TOML on top.
+    let settings = Settings::<S>::default();
+    let defaults = toml::to_string(&settings)
         .map_err(|error| SettingsError::Other(error.to_string()))
         .and_then(|text| {
+            let serialized = Config::try_from(&settings)
+                .map_err(|error| SettingsError::Other(error.to_string()))?;
             Config::builder()
+                .add_source(serialized)
                 .add_source(File::from_str(&text, FileFormat::Toml))
                 .build()
                 .map_err(|error| SettingsError::Other(error.to_string()))
