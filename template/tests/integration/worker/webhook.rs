@@ -16,7 +16,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{on, submit, until_state};
+use super::{on, refusal, submit, until_state};
 use crate::{
     support::start,
     test_database::{Engine, TestDatabase},
@@ -175,14 +175,6 @@ async fn a_client_error_fails_the_job_without_a_retry() {
     assert_eq!(target.received().len(), 1);
 }
 
-/// POSTs `body` and returns the 400 answer's message.
-async fn refused(service: &crate::support::Running, body: &Value) -> String {
-    let response = service.post_json("/jobs", body).await.unwrap();
-    assert_eq!(response.status(), 400, "POST /jobs {body}");
-    let body: Value = response.json().await.unwrap();
-    body["error"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn destinations_outside_the_allowlist_are_refused_at_intake() {
     let database = database("webhook_allowlist").await;
@@ -190,18 +182,18 @@ async fn destinations_outside_the_allowlist_are_refused_at_intake() {
     settings.service.webhook.allowed_hosts = vec!["*.example.com".to_owned()];
     let service = start(settings).await;
     assert_eq!(
-        refused(&service, &webhook("https://example.org/in", &json!({}))).await,
+        refusal(&service, &webhook("https://example.org/in", &json!({}))).await,
         "args of job kind \"webhook\": url host example.org is not among the allowed hosts"
     );
     assert_eq!(
-        refused(
+        refusal(
             &service,
             &webhook("http://169.254.169.254/latest", &json!({}))
         )
         .await,
         "args of job kind \"webhook\": url address 169.254.169.254 is internal (loopback, private, link-local or reserved), which is not allowed"
     );
-    let without_payload = refused(
+    let without_payload = refusal(
         &service,
         &json!({"kind": "webhook", "args": {"url": "https://hooks.example.com/"}}),
     )
