@@ -136,9 +136,15 @@ async fn a_webhook_is_delivered_once_with_the_job_id_as_idempotency_key() {
 }
 
 #[tokio::test]
-async fn server_errors_and_timeouts_are_retried_with_the_same_key() {
+async fn server_errors_throttling_and_timeouts_are_retried_with_the_same_key() {
     let database = database("webhook_retried").await;
-    let target = Target::start(&[Reply::Status(503), Reply::Hold]).await;
+    let replies = [
+        Reply::Status(503),
+        Reply::Status(429),
+        Reply::Status(408),
+        Reply::Hold,
+    ];
+    let target = Target::start(&replies).await;
     let mut settings = reaching_loopback(&database);
     // The held call ends at the outbound limit, the 10 s rule made short.
     settings.timeouts.http_client_ms = 300;
@@ -147,32 +153,34 @@ async fn server_errors_and_timeouts_are_retried_with_the_same_key() {
         .await
         .unwrap();
     let done = until_state(&service, &id, "succeeded").await;
-    assert_eq!(done["attempts"], 3, "{done}");
+    assert_eq!(done["attempts"], 5, "{done}");
     service.stop().await.unwrap();
     let keys: Vec<String> = target
         .received()
         .into_iter()
         .map(|delivery| delivery.idempotency_key)
         .collect();
-    assert_eq!(keys, [id.clone(), id.clone(), id]);
+    assert_eq!(keys, vec![id; 5]);
 }
 
 #[tokio::test]
-async fn a_client_error_fails_the_job_without_a_retry() {
+async fn a_client_error_or_a_redirect_fails_the_job_without_a_retry() {
     let database = database("webhook_refused").await;
-    let target = Target::start(&[Reply::Status(422)]).await;
+    let target = Target::start(&[Reply::Status(422), Reply::Status(301)]).await;
     let service = start(reaching_loopback(&database)).await;
-    let id = submit(&service, &webhook(&target.url, &json!({})))
-        .await
-        .unwrap();
-    let failed = until_state(&service, &id, "failed").await;
-    assert_eq!(failed["attempts"], 1, "{failed}");
-    assert_eq!(
-        failed["last_error"],
-        "attempt 1 failed: the target answered 422 Unprocessable Entity"
-    );
+    for answer in ["422 Unprocessable Entity", "301 Moved Permanently"] {
+        let id = submit(&service, &webhook(&target.url, &json!({})))
+            .await
+            .unwrap();
+        let failed = until_state(&service, &id, "failed").await;
+        assert_eq!(failed["attempts"], 1, "{failed}");
+        assert_eq!(
+            failed["last_error"],
+            format!("attempt 1 failed: the target answered {answer}")
+        );
+    }
     service.stop().await.unwrap();
-    assert_eq!(target.received().len(), 1);
+    assert_eq!(target.received().len(), 2);
 }
 
 #[tokio::test]
