@@ -512,8 +512,14 @@ mod tests {
         assert_eq!(settings.service.names, ["a.example", "10.0.0.7"]);
         let one = load(&[(&env_var("TEST__NAMES"), "a.example")], &no_file()).unwrap();
         assert_eq!(one.service.names, ["a.example"]);
+        let spaced = load(
+            &[(&env_var("TEST__NAMES"), " a.example , b.example,")],
+            &no_file(),
+        )
+        .unwrap();
+        assert_eq!(spaced.service.names, ["a.example", "b.example"]);
         // A bad item names the list's variable.
-        let error = load(&[(&env_var("TEST__NAMES"), "ok,")], &no_file())
+        let error = load(&[(&env_var("TEST__NAMES"), "ok,not ok")], &no_file())
             .unwrap_err()
             .to_string();
         assert!(

@@ -32,8 +32,8 @@ impl Section for TestSettings {
             problems.add("test.size", "must be at most 10");
         }
         for (index, name) in self.names.iter().enumerate() {
-            if name.is_empty() {
-                problems.add(format!("test.names[{index}]"), "must not be empty");
+            if name.contains(' ') {
+                problems.add(format!("test.names[{index}]"), "must be one word");
             }
         }
     }

@@ -21,7 +21,7 @@ use nebula_runtime::{
 
 use {{crate_name}}::{
     Settings,
-    worker::{JobId, NewJob, Store},
+    worker::{JobId, MIGRATIONS, NewJob, Store},
 };
 
 /// The example `webhook` job kind.
@@ -63,6 +63,7 @@ on_both_engines!(
     finished_jobs_are_pruned_after_the_retention,
     a_stored_job_of_a_kind_no_longer_registered_fails_once,
     a_job_of_a_kind_this_replica_does_not_run_waits_for_one_that_does,
+    a_job_queued_before_kinds_existed_runs_as_the_diagnostic_kind,
 );
 
 /// Settings for `database`, with short waits so that tests are quick.
@@ -745,6 +746,33 @@ async fn a_job_of_a_kind_this_replica_does_not_run_waits_for_one_that_does(engin
         done
     };
     assert_eq!(taken["attempts"], 1, "{taken}");
+}
+
+/// A job queued by a release before job kinds (the example job's
+/// arguments, no kind) gets `diagnostic.sleep` from migration 0003, whose
+/// arguments those are, and runs.
+async fn a_job_queued_before_kinds_existed_runs_as_the_diagnostic_kind(engine: Engine) {
+    let database = TestDatabase::create(engine, "before_kinds").await;
+    let settings = on(&database);
+    let before_kinds: &'static [Migration] = &MIGRATIONS[..2];
+    let opened = Database::open(&settings.database, settings.timeouts.database()).unwrap();
+    database::migrate(&opened, before_kinds).await.unwrap();
+    let id = JobId::new().to_string();
+    let mut connection = database.connect().await;
+    sqlx::query(
+        "INSERT INTO jobs (id, payload, state, run_at, created_at, updated_at)
+         VALUES ($1, '{\"duration_ms\": 1}', 'queued', 0, 0, 0)",
+    )
+    .bind(&id)
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    connection.close().await.ok();
+    let service = start(settings).await;
+    let done = until_state(&service, &id, "succeeded").await;
+    assert_eq!(done["kind"], "diagnostic.sleep", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    service.stop().await.unwrap();
 }
 
 /// A database that does not answer at start-up: the service runs, is not

@@ -189,7 +189,22 @@ fn read_layers<S: Service>(
     });
 
     let sections: Vec<String> = table(&layers[0].config).into_keys().collect();
-    let service_env = service_variables(S::ENV_PREFIX, env, &sections)?;
+    let mut service_env = service_variables(S::ENV_PREFIX, env, &sections)?;
+    // A list's items are trimmed and empty ones dropped (`a, b,` is
+    // `["a", "b"]`), before config splits the value at its commas.
+    for key in S::Settings::ENVIRONMENT_LISTS {
+        let variable = env_var_for(S::ENV_PREFIX, key);
+        for (name, value) in &mut service_env {
+            if name.eq_ignore_ascii_case(&variable) {
+                *value = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+        }
+    }
     let mut variables = Environment::with_prefix(S::ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
