@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::{sync::Notify, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backlog, RESCUES, Store, dispatch::record_outcome, job::Outcome};
+use super::{Backlog, RESCUES, Store, dispatch::record_outcome, job::Outcome, store::Rescued};
 use nebula_runtime::{database::Connected, tasks::TaskResult};
 
 const DEPTH_REFRESH: Duration = Duration::from_secs(1);
@@ -99,13 +99,7 @@ impl Maintenance {
         for job in &rescued {
             if job.failed {
                 metrics::counter!(RESCUES, "result" => "failed").increment(1);
-                record_outcome(Outcome::Failed, job.created_at_ms);
-                tracing::warn!(
-                    job.id = job.id,
-                    outcome = Outcome::Failed.as_str(),
-                    error = "lease expired too often, or no attempts left",
-                    "job finished"
-                );
+                failed(job, "lease expired too often, or no attempts left");
             } else {
                 metrics::counter!(RESCUES, "result" => "queued").increment(1);
                 tracing::warn!(
@@ -120,21 +114,15 @@ impl Maintenance {
     }
 
     async fn fail_unknown_kinds(&self) {
-        while let Ok(failed) = self
+        while let Ok(swept) = self
             .store
             .fail_unknown_kinds(&self.kinds, self.unknown_kind_grace, PRUNE_BATCH)
             .await
         {
-            for job in &failed {
-                record_outcome(Outcome::Failed, job.created_at_ms);
-                tracing::warn!(
-                    job.id = job.id,
-                    outcome = Outcome::Failed.as_str(),
-                    error = "no replica runs its kind",
-                    "job finished"
-                );
+            for job in &swept {
+                failed(job, "no replica runs its kind");
             }
-            if failed.len() < PRUNE_BATCH as usize {
+            if swept.len() < PRUNE_BATCH as usize {
                 break;
             }
         }
@@ -150,4 +138,16 @@ impl Maintenance {
             }
         }
     }
+}
+
+/// Counts and logs the outcome of a job this upkeep recorded as failed: the
+/// one `job finished` event for it.
+fn failed(job: &Rescued, error: &str) {
+    record_outcome(Outcome::Failed, job.created_at_ms);
+    tracing::warn!(
+        job.id = job.id,
+        outcome = Outcome::Failed.as_str(),
+        error,
+        "job finished"
+    );
 }

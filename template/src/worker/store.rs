@@ -406,13 +406,7 @@ impl Store {
             })
             .await?;
         rows.iter()
-            .map(|row| {
-                Ok(Rescued {
-                    id: row.try_get("id")?,
-                    created_at_ms: row.try_get("created_at")?,
-                    failed: row.try_get::<String, _>("state")? == "failed",
-                })
-            })
+            .map(rescued)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(|source| DbError::Failed {
                 operation: "rescue_jobs",
@@ -441,7 +435,7 @@ impl Store {
                  WHERE state = 'queued' AND run_at < $2 AND (kind IS NULL OR kind NOT IN ({}))
                  ORDER BY run_at LIMIT {batch})
                AND state = 'queued'
-             RETURNING id, created_at",
+             RETURNING id, state, created_at",
             parameters(4, kinds.len().max(1))
         );
         let known = kinds.join(", ");
@@ -464,13 +458,7 @@ impl Store {
             })
             .await?;
         rows.iter()
-            .map(|row| {
-                Ok(Rescued {
-                    id: row.try_get("id")?,
-                    created_at_ms: row.try_get("created_at")?,
-                    failed: true,
-                })
-            })
+            .map(rescued)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(|source| DbError::Failed {
                 operation: "fail_unknown_kinds",
@@ -601,6 +589,16 @@ fn claimed(row: &AnyRow, lease_ends: Instant) -> Result<Claimed, sqlx::Error> {
         token: row.try_get("token")?,
         created_at_ms: row.try_get("created_at")?,
         lease_ends,
+    })
+}
+
+/// A job the rescue or the unknown-kind sweep changed, from the row its
+/// `RETURNING id, state, created_at` gave back.
+fn rescued(row: &AnyRow) -> Result<Rescued, sqlx::Error> {
+    Ok(Rescued {
+        id: row.try_get("id")?,
+        created_at_ms: row.try_get("created_at")?,
+        failed: row.try_get::<String, _>("state")? == "failed",
     })
 }
 
