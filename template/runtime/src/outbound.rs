@@ -185,6 +185,9 @@ fn host_matches(allowed: &str, host: &str) -> bool {
 /// benchmarking, protocol-assignment, reserved, multicast, unspecified and
 /// broadcast ones, and IPv6 forms that carry an IPv4 address (mapped,
 /// compatible, NAT64, 6to4), judged by that address.
+///
+/// Written here because std's `IpAddr::is_global` is still unstable and no
+/// well-kept crate covers the embedded-IPv4 forms an SSRF guard needs.
 #[must_use]
 pub fn is_internal(address: IpAddr) -> bool {
     match address {
