@@ -40,7 +40,7 @@ fn longest_name(service_type: &str) -> String {
 /// order; the first failing one fails the test with its output. The
 /// generated tests' `summary:` lines (SIGTERM under load, overload, faults)
 /// are printed. `cargo test` gets a throwaway PostgreSQL server's admin URL
-/// in `NEBULA_TEST_POSTGRES_URL` (see [`TestPostgres::for_generated_tests`]).
+/// in `NEBULA_TEST_POSTGRES_URL` (see [`TestPostgres::for_tests`]).
 fn passes_cargo_checks(service_type: &'static str) {
     let _one_at_a_time = one_at_a_time();
     let generated = Generated::named(&longest_name(service_type), service_type);
@@ -55,7 +55,7 @@ fn passes_cargo_checks(service_type: &'static str) {
     );
     // A PostgreSQL server of its own for the generated tests, only while they
     // run; without one their PostgreSQL tests are reported ignored.
-    let postgres = TestPostgres::for_generated_tests(service_type);
+    let postgres = TestPostgres::for_tests(service_type);
     let postgres_env: Vec<(&str, &str)> = postgres
         .as_ref()
         .map(|server| {

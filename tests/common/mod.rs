@@ -1070,15 +1070,15 @@ pub struct TestPostgres {
 }
 
 impl TestPostgres {
-    /// A server for the tests of `service_type`'s generated project, or
-    /// `None` after a note that its PostgreSQL tests are skipped, when
-    /// PostgreSQL is not installed or does not start. With
+    /// A server for the tests of `whose` (a generated project's type, or
+    /// the runtime), or `None` after a note that their PostgreSQL tests are
+    /// skipped, when PostgreSQL is not installed or does not start. With
     /// `NEBULA_TEMPLATE_REQUIRE_POSTGRES=1` that panics instead.
-    pub fn for_generated_tests(service_type: &str) -> Option<Self> {
+    pub fn for_tests(whose: &str) -> Option<Self> {
         let why = match Self::start() {
             Ok(server) => {
                 note(&format!(
-                    "[{service_type}] PostgreSQL test server started: {}",
+                    "[{whose}] PostgreSQL test server started: {}",
                     server.url
                 ));
                 return Some(server);
@@ -1093,11 +1093,11 @@ impl TestPostgres {
         };
         assert!(
             !is_required(REQUIRE_POSTGRES_VAR),
-            "[{service_type}] {REQUIRE_POSTGRES_VAR}=1 requires a PostgreSQL server for the \
-             generated project's tests, and {why}"
+            "[{whose}] {REQUIRE_POSTGRES_VAR}=1 requires a PostgreSQL server for these tests, \
+             and {why}"
         );
         note(&format!(
-            "NOTE: [{service_type}] the generated project's PostgreSQL tests are skipped: {why} \
+            "NOTE: [{whose}] the PostgreSQL tests are skipped: {why} \
              ({REQUIRE_POSTGRES_VAR}=1 turns this skip into a failure)"
         ));
         None

@@ -16,9 +16,10 @@
 //! metrics ([`prometheus`]), the database ([`database`]: the pool, the 5 s
 //! rule, migrations, faults and health), trace context
 //! ([`trace_context`], and `otel` with the `otel` feature) and, with the
-//! `outbound` feature, the outbound HTTP client (`outbound`). The job and
-//! scheduling engines move here in the next steps of the runtime-crate
-//! change.
+//! `outbound` feature, the outbound HTTP client (`outbound`), with the
+//! `jobs` feature the durable job engine (`jobs`), and with the `testing`
+//! feature helpers for a service's tests (`testing`). The scheduling engine
+//! moves here in a next step of the runtime-crate change.
 //!
 //! [`Section`]: settings::Section
 
@@ -32,6 +33,8 @@ pub mod database;
 pub mod exit;
 pub mod healthcheck;
 pub mod http;
+#[cfg(feature = "jobs")]
+pub mod jobs;
 #[cfg(feature = "otel")]
 pub mod otel;
 #[cfg(feature = "outbound")]
@@ -45,6 +48,8 @@ pub mod tasks;
 pub mod telemetry;
 #[cfg(test)]
 mod test_service;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timeouts;
 pub mod trace_context;
 

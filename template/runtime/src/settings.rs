@@ -40,9 +40,19 @@ pub trait Section:
     fn validate(&self, problems: &mut Problems);
 
     /// Dotted keys of lists that an environment variable may set, as
-    /// comma-separated values (`worker.webhook.allowed_hosts`); other lists
+    /// comma-separated values (`worker.kinds.webhook.allowed_hosts`); other lists
     /// can be set in the file only.
     const ENVIRONMENT_LISTS: &'static [&'static str] = &[];
+}
+
+/// A section without settings, for a service (or a worker's kinds) that
+/// has none: an empty table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
+
+impl Section for NoSettings {
+    fn validate(&self, _problems: &mut Problems) {}
 }
 
 /// Everything a service can be configured with.

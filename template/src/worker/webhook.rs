@@ -8,8 +8,8 @@
 //! - 2xx succeeds; 5xx, 408, 429, timeouts and connection failures are
 //!   retried with backoff; any other answer fails the job at once.
 //! - Clients of this service name the URL, so it must be on
-//!   `worker.webhook.allowed_hosts`; loopback, private and link-local
-//!   addresses are refused unless `worker.webhook.allow_private_networks`
+//!   `worker.kinds.webhook.allowed_hosts`; loopback, private and link-local
+//!   addresses are refused unless `worker.kinds.webhook.allow_private_networks`
 //!   is true, both as literal addresses and as what a name resolves to.
 
 use std::time::Duration;
@@ -17,13 +17,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{JobContext, JobError, JobKind};
 use nebula_runtime::{
+    jobs::{JobContext, JobError, JobKind},
     outbound::{BuildError, Destinations, HttpClient, Method, StatusCode},
     settings::Problems,
 };
 
-/// The `[worker.webhook]` settings.
+/// The `[worker.kinds.webhook]` settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
@@ -48,7 +48,7 @@ impl WebhookSettings {
                 || (wildcard && !bare.trim_end_matches('.').contains('.'));
             if malformed {
                 problems.add(
-                    format!("worker.webhook.allowed_hosts[{index}]"),
+                    format!("worker.kinds.webhook.allowed_hosts[{index}]"),
                     format!(
                         "\"{host}\" is not a host: give a name, a *.domain with at least two labels, or an IPv4 address (hooks.example.com, *.example.com, 10.0.0.7), without scheme, port or path"
                     ),

@@ -26,10 +26,12 @@ use crate::{
         Answer, Counts, Launch, Process, answer, assert_deadline_exit, client, deadline_summary,
         runtime, serial, summary,
     },
-    test_database::{Engine, TestDatabase},
 };
 
-use nebula_runtime::Exit;
+use nebula_runtime::{
+    Exit,
+    testing::{Engine, TestDatabase},
+};
 
 fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
     let url = process.url("/v1/items");
@@ -49,8 +51,8 @@ pub mod writes {
     use crate::{
         load::{Load, Tally},
         support::{Launch, Logs, Process, client},
-        test_database::TestDatabase,
     };
+    use nebula_runtime::testing::TestDatabase;
 
     /// The table the writes go to.
     pub const TABLE: &str = "items";

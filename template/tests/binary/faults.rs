@@ -31,12 +31,14 @@ use crate::{
     support::{
         Answer, Counts, Logs, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
     },
-    test_database::{Engine, TestDatabase},
 };
 
 use crate::{{service_type}}::writes;
 
-use nebula_runtime::Exit;
+use nebula_runtime::{
+    Exit,
+    testing::{Engine, TestDatabase},
+};
 
 /// A tmpfs mounted on a temporary folder for one test; unmounted on drop.
 struct Tmpfs {

@@ -22,8 +22,6 @@ mod proxy;
 {%- endif %}
 mod shutdown;
 mod support;
-#[path = "../shared/test_database.rs"]
-mod test_database;
 #[cfg(feature = "otel")]
 mod traces;
 

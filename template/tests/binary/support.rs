@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nebula_runtime::{Exit, healthcheck};
+use nebula_runtime::{Exit, healthcheck, testing::TestDatabase};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -19,8 +19,6 @@ use tokio::{
 };
 
 use {{crate_name}}::{ENV_PREFIX, SERVICE_KIND};
-
-use crate::test_database::TestDatabase;
 
 /// The binary under test, built by Cargo for these tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");

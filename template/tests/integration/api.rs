@@ -9,11 +9,13 @@ mod held_request;
 use self::held_request::hold_every_permit;
 use crate::{
     metrics_text::{count, series},
-    support::{Answer, Logs, Running, answer, eventually, settings, start},
-    test_database::{Engine, TestDatabase},
+    support::settings,
 };
 
-use nebula_runtime::Stopped;
+use nebula_runtime::{
+    Stopped,
+    testing::{Answer, Engine, Logs, Running, TestDatabase, answer, eventually, start},
+};
 
 use {{crate_name}}::Settings;
 

@@ -2,13 +2,17 @@
 //! phases.
 
 use axum::{Router, body::Body, http::Request, routing::get};
-use nebula_runtime::{Stopped, http, readiness::Readiness};
+use nebula_runtime::{
+    Stopped, http,
+    readiness::Readiness,
+    testing::{Answer, Logs, answer, start},
+};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::{
     metrics_text::{assert_all_prefixed, count, series},
-    support::{Answer, Logs, answer, settings, start},
+    support::settings,
 };
 
 use {{crate_name}}::{SERVICE_KIND, Settings};

@@ -6,8 +6,5 @@ mod lifecycle;
 mod metrics_text;
 mod support;
 
-#[path = "../shared/test_database.rs"]
-mod test_database;
-
 /// The behaviour of this service type.
 mod {{service_type}};

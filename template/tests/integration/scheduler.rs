@@ -9,14 +9,14 @@ use tokio::{net::TcpListener, sync::mpsc};
 
 use crate::{
     metrics_text::{count, series},
-    support::{Logs, eventually, settings, start},
-    test_database::{Engine, TestDatabase},
+    support::settings,
 };
 
 use nebula_runtime::{
     Stopped,
     database::{self, Database},
     prometheus,
+    testing::{Engine, Logs, TestDatabase, eventually, start},
 };
 
 use {{crate_name}}::{
@@ -62,7 +62,7 @@ async fn jobs_call_their_url_on_schedule() {
     let service = start(settings).await;
 
     for call in 1..=3 {
-        tokio::time::timeout(crate::support::WAIT_LIMIT, calls.recv())
+        tokio::time::timeout(nebula_runtime::testing::WAIT_LIMIT, calls.recv())
             .await
             .unwrap_or_else(|_| panic!("call {call} should arrive"));
     }
@@ -109,7 +109,7 @@ async fn every_run_is_counted_and_timed_under_its_job_name() {
     }];
     let service = start(settings).await;
     for call in 1..=2 {
-        tokio::time::timeout(crate::support::WAIT_LIMIT, calls.recv())
+        tokio::time::timeout(nebula_runtime::testing::WAIT_LIMIT, calls.recv())
             .await
             .unwrap_or_else(|_| panic!("call {call} should arrive"));
     }
@@ -161,7 +161,7 @@ async fn runs_are_recorded_and_listed_newest_first(engine: Engine) {
     let (url, mut calls) = target(StatusCode::OK).await;
     let service = start(on(&database, url.clone())).await;
     for call in 1..=4 {
-        tokio::time::timeout(crate::support::WAIT_LIMIT, calls.recv())
+        tokio::time::timeout(nebula_runtime::testing::WAIT_LIMIT, calls.recv())
             .await
             .unwrap_or_else(|_| panic!("call {call} should arrive"));
     }
@@ -221,7 +221,7 @@ async fn finished_runs_are_pruned_after_the_retention() {
     let service = start(settings).await;
     let mut seen = 0;
     while seen < 20 {
-        tokio::time::timeout(crate::support::WAIT_LIMIT, calls.recv())
+        tokio::time::timeout(nebula_runtime::testing::WAIT_LIMIT, calls.recv())
             .await
             .expect("calls keep arriving");
         seen += 1;
@@ -384,14 +384,14 @@ async fn an_at_least_once_run_cut_at_the_deadline_runs_again_on_the_next_replica
     settings.shutdown.grace_ms = 200;
 
     let first = start(settings.clone()).await;
-    let cut = tokio::time::timeout(crate::support::WAIT_LIMIT, arrived.recv())
+    let cut = tokio::time::timeout(nebula_runtime::testing::WAIT_LIMIT, arrived.recv())
         .await
         .expect("the first run calls")
         .unwrap();
     assert_eq!(first.stop().await.unwrap(), Stopped::DeadlineExceeded);
 
     let second = start(settings).await;
-    let again = tokio::time::timeout(crate::support::WAIT_LIMIT, arrived.recv())
+    let again = tokio::time::timeout(nebula_runtime::testing::WAIT_LIMIT, arrived.recv())
         .await
         .expect("the next replica calls")
         .unwrap();

@@ -23,10 +23,12 @@ use tokio::{
 use crate::{
     config_errors::config_file,
     support::{Counts, Launch, Process, WAIT_LIMIT, runtime, serial, summary},
-    test_database::{Engine, TestDatabase},
 };
 
-use nebula_runtime::Exit;
+use nebula_runtime::{
+    Exit,
+    testing::{Engine, TestDatabase},
+};
 
 /// Arrivals a target keeps until a test reads them.
 const ARRIVALS_KEPT: usize = 1024;

@@ -29,10 +29,12 @@ use crate::{
     support::{
         Answer, Counts, Launch, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
     },
-    test_database::{Engine, TestDatabase},
 };
 
-use nebula_runtime::Exit;
+use nebula_runtime::{
+    Exit,
+    testing::{Engine, TestDatabase},
+};
 
 /// Worker slots per process in these tests.
 const WORKERS: usize = 4;

@@ -24,10 +24,9 @@ use crate::{
         Answer, BINARY, Counts, Launch, Logs, Process, WAIT_LIMIT, answer, assert_deadline_exit,
         client, runtime, serial, summary,
     },
-    test_database::TestDatabase,
 };
 
-use nebula_runtime::Exit;
+use nebula_runtime::{Exit, testing::TestDatabase};
 
 use {{crate_name}}::ENV_PREFIX;
 
@@ -177,10 +176,11 @@ pub mod writes {
         accepted_ids, finished_events, lost_jobs, sleep_job, stored_jobs, submit_load,
         until_finished,
     };
+    use nebula_runtime::testing::TestDatabase;
+
     use crate::{
         load::{Load, Tally},
         support::{Launch, Logs, Process, client},
-        test_database::TestDatabase,
     };
 
     /// The table the writes go to.

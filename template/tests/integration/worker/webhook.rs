@@ -16,12 +16,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{on, refusal, submit, until_state};
-use crate::{
-    support::start,
-    test_database::{Engine, TestDatabase},
-};
+use nebula_runtime::testing::start;
 
+use super::{quick, refusal, submit, until_state};
 use {{crate_name}}::Settings;
 
 /// What the target answers, request by request; 200 once the script ends.
@@ -101,10 +98,10 @@ async fn receive(
 }
 
 /// Settings that let webhooks reach the local target.
-fn reaching_loopback(database: &TestDatabase) -> Settings {
-    let mut settings = on(database);
-    settings.service.webhook.allowed_hosts = vec!["127.0.0.1".to_owned()];
-    settings.service.webhook.allow_private_networks = true;
+fn reaching_loopback() -> Settings {
+    let mut settings = quick();
+    settings.service.kinds.webhook.allowed_hosts = vec!["127.0.0.1".to_owned()];
+    settings.service.kinds.webhook.allow_private_networks = true;
     settings
 }
 
@@ -112,15 +109,10 @@ fn webhook(url: &str, payload: &Value) -> Value {
     json!({"kind": "webhook", "args": {"url": url, "payload": payload}})
 }
 
-async fn database(test: &str) -> TestDatabase {
-    TestDatabase::create(Engine::Sqlite, test).await
-}
-
 #[tokio::test]
 async fn a_webhook_is_delivered_once_with_the_job_id_as_idempotency_key() {
-    let database = database("webhook_delivered").await;
     let target = Target::start(&[]).await;
-    let service = start(reaching_loopback(&database)).await;
+    let service = start(reaching_loopback()).await;
     let payload = json!({"order": 17, "items": ["a", "b"]});
     let id = submit(&service, &webhook(&target.url, &payload))
         .await
@@ -137,7 +129,6 @@ async fn a_webhook_is_delivered_once_with_the_job_id_as_idempotency_key() {
 
 #[tokio::test]
 async fn server_errors_throttling_and_timeouts_are_retried_with_the_same_key() {
-    let database = database("webhook_retried").await;
     let replies = [
         Reply::Status(503),
         Reply::Status(429),
@@ -145,7 +136,7 @@ async fn server_errors_throttling_and_timeouts_are_retried_with_the_same_key() {
         Reply::Hold,
     ];
     let target = Target::start(&replies).await;
-    let mut settings = reaching_loopback(&database);
+    let mut settings = reaching_loopback();
     // The held call ends at the outbound limit, the 10 s rule made short.
     settings.timeouts.http_client_ms = 300;
     let service = start(settings).await;
@@ -165,9 +156,8 @@ async fn server_errors_throttling_and_timeouts_are_retried_with_the_same_key() {
 
 #[tokio::test]
 async fn a_client_error_or_a_redirect_fails_the_job_without_a_retry() {
-    let database = database("webhook_refused").await;
     let target = Target::start(&[Reply::Status(422), Reply::Status(301)]).await;
-    let service = start(reaching_loopback(&database)).await;
+    let service = start(reaching_loopback()).await;
     for answer in ["422 Unprocessable Entity", "301 Moved Permanently"] {
         let id = submit(&service, &webhook(&target.url, &json!({})))
             .await
@@ -185,9 +175,8 @@ async fn a_client_error_or_a_redirect_fails_the_job_without_a_retry() {
 
 #[tokio::test]
 async fn destinations_outside_the_allowlist_are_refused_at_intake() {
-    let database = database("webhook_allowlist").await;
-    let mut settings = on(&database);
-    settings.service.webhook.allowed_hosts = vec!["*.example.com".to_owned()];
+    let mut settings = quick();
+    settings.service.kinds.webhook.allowed_hosts = vec!["*.example.com".to_owned()];
     let service = start(settings).await;
     assert_eq!(
         refusal(&service, &webhook("https://example.org/in", &json!({}))).await,
@@ -217,10 +206,9 @@ async fn destinations_outside_the_allowlist_are_refused_at_intake() {
 /// connects, attempt after attempt, and the job fails saying why.
 #[tokio::test]
 async fn a_name_resolving_to_a_private_address_is_not_called() {
-    let database = database("webhook_resolved_private").await;
     let target = Target::start(&[]).await;
-    let mut settings = on(&database);
-    settings.service.webhook.allowed_hosts = vec!["localhost".to_owned()];
+    let mut settings = quick();
+    settings.service.kinds.webhook.allowed_hosts = vec!["localhost".to_owned()];
     settings.service.max_attempts = 2;
     let service = start(settings).await;
     // A token in the URL stays out of what the job reports.

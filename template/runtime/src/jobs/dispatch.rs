@@ -24,14 +24,13 @@ use tracing::Instrument;
 
 use super::{
     Backlog, Claimed, JOB_ATTEMPT_FAILURES, JOB_DURATION, JOBS, JOBS_CLAIMED, JOBS_RELEASED,
-    JobContext, Kinds, LEASE_LOSSES, LeaseLost, Next, RetryPolicy, Store,
-    attempt::Failure,
+    JobContext, Kinds, LEASE_LOSSES, RetryPolicy, Store,
+    attempt::{Failure, Next, run_attempt},
     job::Outcome,
-    keep_lease,
     kind::{Prepared, Refused},
-    run_attempt,
+    lease::{LeaseLost, keep_lease},
 };
-use nebula_runtime::{
+use crate::{
     database::{Connected, DbError, jittered, now_ms},
     settings::duration_ms,
     trace_context,

@@ -118,7 +118,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::worker::{DiagnosticSleep, JobContext, JobId, Kinds, SleepArgs};
+    use crate::jobs::{DiagnosticSleep, JobContext, JobId, Kinds, SleepArgs};
 
     fn policy() -> RetryPolicy {
         RetryPolicy {

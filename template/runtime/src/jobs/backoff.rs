@@ -30,7 +30,7 @@ impl Backoff {
     /// but never come sooner than half the planned wait.
     #[must_use]
     pub fn delay(&self, attempt: u32) -> Duration {
-        nebula_runtime::database::jittered(self.ceiling(attempt))
+        crate::database::jittered(self.ceiling(attempt))
     }
 }
 

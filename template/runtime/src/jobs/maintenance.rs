@@ -14,7 +14,7 @@ use tokio::{sync::Notify, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backlog, RESCUES, Store, dispatch::record_outcome, job::Outcome, store::Rescued};
-use nebula_runtime::{database::Connected, tasks::TaskResult};
+use crate::{database::Connected, tasks::TaskResult};
 
 const DEPTH_REFRESH: Duration = Duration::from_secs(1);
 const PRUNE_INTERVAL: Duration = Duration::from_mins(1);

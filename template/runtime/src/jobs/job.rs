@@ -10,6 +10,7 @@ use uuid::Uuid;
 pub struct JobId(Uuid);
 
 impl JobId {
+    /// A new random id.
     #[must_use]
     pub fn new() -> Self {
         Self(Uuid::new_v4())

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::store::NEW_JOBS_CHANNEL;
-use nebula_runtime::{
+use crate::{
     database::{DatabaseUrl, jittered},
     settings::duration_ms,
     tasks::TaskResult,

@@ -34,7 +34,7 @@ use super::{
     Backlog, JOBS_REFUSED, JobId, Kinds, NewJob, Store,
     commit::{Committer, NotCommitted},
 };
-use nebula_runtime::{
+use crate::{
     http::{error_response, unavailable},
     readiness::Gate,
     trace_context,

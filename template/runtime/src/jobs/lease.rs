@@ -11,7 +11,7 @@ use std::{future::Future, time::Duration};
 
 use tokio::time::Instant;
 
-use nebula_runtime::database::DbError;
+use crate::database::DbError;
 
 /// Why the lease was given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

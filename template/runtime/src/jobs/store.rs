@@ -18,7 +18,7 @@ use sqlx::{Row, any::AnyRow};
 use tokio::time::Instant;
 
 use super::JobId;
-use nebula_runtime::database::{Backend, Database, DbError, Faults, Migration, ms, now_ms};
+use crate::database::{Backend, Database, DbError, Faults, Migration, ms, now_ms};
 
 /// The worker's migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[

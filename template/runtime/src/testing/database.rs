@@ -1,22 +1,18 @@
-//! Databases for the tests: a SQLite file in a temporary folder
-//! always, and a fresh PostgreSQL database when `NEBULA_TEST_POSTGRES_URL`
-//! names a server (an admin URL, such as
-//! `postgres://postgres@127.0.0.1:5432/postgres`). Each PostgreSQL test
-//! creates a database of its own on that server, so tests never share
-//! state. Without the variable the PostgreSQL tests print a note and pass:
-//! they were skipped, not run.
-
-#![allow(
-    dead_code,
-    reason = "the integration and binary tests use different parts"
-)]
+//! Databases for tests: a SQLite file in a temporary folder always, and a
+//! fresh PostgreSQL database when `NEBULA_TEST_POSTGRES_URL` names a server
+//! (an admin URL, such as `postgres://postgres@127.0.0.1:5432/postgres`).
+//! Each PostgreSQL test creates a database of its own on that server, so
+//! tests never share state. Mark a test that needs PostgreSQL
+//! `#[ignore = "needs PostgreSQL: ..."]` and run it with
+//! `--include-ignored` where a server is given: without one it is reported
+//! as ignored, not passed.
 
 use std::path::Path;
 
 use sqlx::{AnyConnection, Connection};
 use tempfile::TempDir;
 
-use nebula_runtime::database::DatabaseUrl;
+use crate::database::DatabaseUrl;
 
 /// The variable naming the PostgreSQL server the tests may use.
 pub const POSTGRES_URL_VAR: &str = "NEBULA_TEST_POSTGRES_URL";
@@ -24,14 +20,18 @@ pub const POSTGRES_URL_VAR: &str = "NEBULA_TEST_POSTGRES_URL";
 /// Which engine a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
+    /// A SQLite file.
     Sqlite,
+    /// A database on the server of `NEBULA_TEST_POSTGRES_URL`.
     Postgres,
 }
 
 /// A database for one test; a SQLite one is removed when dropped.
 #[derive(Debug)]
 pub struct TestDatabase {
+    /// Its URL, for `database.url`.
     pub url: DatabaseUrl,
+    /// Its engine.
     pub engine: Engine,
     _folder: Option<TempDir>,
 }
@@ -50,6 +50,10 @@ impl TestDatabase {
         }
     }
 
+    /// A SQLite file in a temporary folder, removed when dropped.
+    ///
+    /// # Panics
+    /// When no temporary folder can be made.
     #[must_use]
     pub fn sqlite() -> Self {
         let folder = tempfile::tempdir().expect("temporary folder");
@@ -75,7 +79,7 @@ impl TestDatabase {
             panic!("{test} needs PostgreSQL: set {POSTGRES_URL_VAR} to a server's admin URL")
         });
         sqlx::any::install_default_drivers();
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("test_{:032x}", fastrand::u128(..));
         let mut connection = AnyConnection::connect(&admin)
             .await
             .unwrap_or_else(|error| panic!("{POSTGRES_URL_VAR} does not connect: {error}"));
@@ -93,6 +97,9 @@ impl TestDatabase {
 
     /// The same PostgreSQL database reached at `url` (through a relay);
     /// `database` keeps owning it.
+    ///
+    /// # Panics
+    /// When `database` is not a PostgreSQL one.
     #[must_use]
     pub fn postgres_at(database: &Self, url: String) -> Self {
         assert_eq!(database.engine, Engine::Postgres);
@@ -104,6 +111,9 @@ impl TestDatabase {
     }
 
     /// A direct connection, for a test that needs to look or lock.
+    ///
+    /// # Panics
+    /// When the database does not connect.
     pub async fn connect(&self) -> AnyConnection {
         sqlx::any::install_default_drivers();
         AnyConnection::connect(self.url.expose())

@@ -29,9 +29,13 @@ pub struct DiagnosticSleep;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SleepArgs {
+    /// How long the I/O step waits.
     pub duration_ms: u64,
+    /// Work for the CPU step, on the blocking pool; at most [`MAX_CPU_ROUNDS`].
     pub cpu_rounds: u32,
+    /// Attempts that fail before one succeeds.
     pub fail_attempts: u32,
+    /// Attempts that panic before one succeeds.
     pub panic_attempts: u32,
 }
 
