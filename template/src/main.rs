@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     };
     let exit = match runtime.block_on(nebula_runtime::run(settings)) {
         Ok(stopped) => stopped.exit(),
-        Err(error) => fail_exit(Exit::RuntimeFailure, &error.into()),
+        Err(error) => fail_exit(error.exit(), &error.into()),
     };
     // After a forced exit or an exceeded deadline, blocking work may still
     // hold runtime threads: leave without waiting for them.

@@ -18,8 +18,8 @@
 //! ([`trace_context`], and `otel` with the `otel` feature) and, with the
 //! `outbound` feature, the outbound HTTP client (`outbound`), with the
 //! `jobs` feature the durable job engine (`jobs`), and with the `testing`
-//! feature helpers for a service's tests (`testing`). The scheduling engine
-//! moves here in a next step of the runtime-crate change.
+//! feature helpers for a service's tests (`testing`), and with the
+//! `scheduling` feature the scheduling engine (`scheduling`).
 //!
 //! [`Section`]: settings::Section
 
@@ -41,6 +41,8 @@ pub mod otel;
 pub mod outbound;
 pub mod prometheus;
 pub mod readiness;
+#[cfg(feature = "scheduling")]
+pub mod scheduling;
 pub mod service;
 pub mod settings;
 pub mod shutdown;

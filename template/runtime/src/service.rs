@@ -141,6 +141,22 @@ pub enum RunError {
     Task(#[from] TaskFailure),
 }
 
+impl RunError {
+    /// The exit code for this failure: 78 when the service's start found a
+    /// setting it cannot use (a [`SettingsError`]), 1 otherwise.
+    ///
+    /// [`SettingsError`]: crate::settings::SettingsError
+    #[must_use]
+    pub fn exit(&self) -> Exit {
+        match self {
+            Self::Start(source) if source.is::<crate::settings::SettingsError>() => {
+                Exit::ConfigError
+            }
+            _ => Exit::RuntimeFailure,
+        }
+    }
+}
+
 /// A service bound to its listen addresses, not yet running.
 pub struct BoundService<S: Service> {
     settings: Settings<S>,

@@ -1,220 +1,82 @@
-//! The `scheduler` service type: periodic jobs declared in config, run
-//! once per period across every replica that shares the database.
-//!
-//! Each `[[scheduler.jobs]]` entry calls its URL every `every_ms`
-//! milliseconds (see [`schedule`] for the timing rules). Each period is
-//! claimed in the run table first ([`claims`]), so replicas on one
-//! PostgreSQL run each period of each job once; the table keeps each run's
-//! outcome, readable at `GET /runs?job=NAME` ([`history`]). To run
-//! something other than an HTTP call, implement [`Action`] and start it
-//! with [`schedule::run`] in [`start`].
+//! The `scheduler` service type: its schedule is configuration
+//! (`[[scheduler.jobs]]`), run by the runtime's scheduling engine
+//! (`nebula_runtime::scheduling`: periods claimed once across replicas, the
+//! run history, the drain; the README's "Schedules" states the rules). A
+//! job calls a URL, or runs one of this service's own actions: register
+//! yours in [`actions`], beside the example [`Heartbeat`]. Settings they
+//! need go in [`ActionSettings`], read from `[scheduler.actions]`.
 
-pub mod claims;
-mod history;
-mod http_call;
-pub mod runs;
-pub mod schedule;
-
-use std::{collections::HashSet, time::Duration};
+mod heartbeat;
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-pub use self::{
-    claims::{Claims, Delivery},
-    http_call::HttpCall,
-    runs::{MIGRATIONS, RunRecord, RunStore},
-    schedule::{Action, Clock, Schedule},
-};
+pub use self::heartbeat::Heartbeat;
 use nebula_runtime::{
-    Service, database,
-    outbound::{self, HttpClient},
+    Service,
+    database::Migration,
+    scheduling::{self, Actions, Delivery, JobSettings, ServiceSchedule},
     settings::{Problems, Section},
     tasks::{BoxError, Context},
 };
 
-/// The `[scheduler]` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The `[scheduler]` settings: the engine's and the schedule, and this
+/// service's in `[scheduler.actions]`.
+pub type Settings = scheduling::Settings<ActionSettings>;
+
+/// `[scheduler.actions]`: the settings of this service's actions, a table
+/// per action that has any (the example has none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// How long finished runs stay in the history.
-    pub history_retention_ms: u64,
-    pub jobs: Vec<JobSettings>,
+pub struct ActionSettings {}
+
+impl Section for ActionSettings {
+    fn validate(&self, _problems: &mut Problems) {}
 }
 
-/// One `[[scheduler.jobs]]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobSettings {
-    /// Unique name, used in logs.
-    pub name: String,
-    /// Period between the starts of two runs.
-    pub every_ms: u64,
-    /// Limit on one run.
-    pub timeout_ms: u64,
-    /// `http://` URL the run calls with GET; any 2xx answer is success.
-    pub url: String,
-    /// What happens to a period whose replica died mid-run.
-    #[serde(default)]
-    pub delivery: Delivery,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            history_retention_ms: 7 * 24 * 60 * 60 * 1_000,
-            jobs: vec![JobSettings {
+impl ServiceSchedule for ActionSettings {
+    /// The schedule without a config file: a call to this service's own
+    /// `/healthz` every minute, and the example action every hour.
+    fn default_jobs() -> Vec<JobSettings> {
+        vec![
+            JobSettings {
                 name: "self-check".to_owned(),
                 every_ms: 60_000,
                 // Its call's own limit: the outbound HTTP rule.
                 timeout_ms: <crate::App as Service>::TIMEOUTS.http_client_ms,
-                url: format!("http://127.0.0.1:{}/healthz", crate::DEFAULT_PORT),
+                url: Some(format!("http://127.0.0.1:{}/healthz", crate::DEFAULT_PORT)),
+                action: None,
                 delivery: Delivery::AtMostOnce,
-            }],
-        }
+            },
+            JobSettings {
+                name: "heartbeat".to_owned(),
+                every_ms: 60 * 60 * 1_000,
+                timeout_ms: 10_000,
+                url: None,
+                action: Some(Heartbeat::NAME.to_owned()),
+                delivery: Delivery::AtMostOnce,
+            },
+        ]
     }
 }
 
-impl Section for Settings {
-    fn validate(&self, problems: &mut Problems) {
-        problems.require_positive("scheduler.history_retention_ms", self.history_retention_ms);
-        let mut names = HashSet::new();
-        for (index, job) in self.jobs.iter().enumerate() {
-            let key = |field: &str| format!("scheduler.jobs[{index}].{field}");
-            if job.name.trim().is_empty() {
-                problems.add(key("name"), "must not be empty");
-            } else if !names.insert(job.name.as_str()) {
-                problems.add(
-                    key("name"),
-                    format!(
-                        "\"{}\" is used by another job; names must be unique",
-                        job.name
-                    ),
-                );
-            }
-            problems.require_positive(&key("every_ms"), job.every_ms);
-            problems.require_positive(&key("timeout_ms"), job.timeout_ms);
-            if let Err(reason) = outbound::parse_http_url(&job.url) {
-                problems.add(key("url"), reason);
-            }
-        }
-    }
+/// The database's migrations: the scheduling engine's run table.
+pub const MIGRATIONS: &[Migration] = scheduling::MIGRATIONS;
+
+/// This service's actions, by the name a job's `action` gives: register
+/// each of yours here.
+fn actions() -> Actions {
+    let mut actions = Actions::new();
+    actions.register(Heartbeat::NAME, Heartbeat);
+    actions
 }
 
-/// Opens the database and starts its supervisor, then one task per
-/// configured job once the run table is in place. The scheduler serves the
-/// run history over HTTP.
+/// Starts the scheduling engine with this service's actions; returns the
+/// run history's route.
 ///
 /// # Errors
-/// When the database URL is unusable or its data folder cannot be made, or
-/// the HTTP client cannot be built.
+/// When a job names an action that is not registered (exit code 78), or the
+/// database cannot be opened.
 pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> {
-    let settings = context.settings;
-    schedule::describe_metrics();
-    claims::describe_metrics();
-    let database::Started {
-        database,
-        gate,
-        connected,
-    } = database::start(context)?;
-    let store = RunStore::new(database, claims::replica_name());
-    let client = HttpClient::new(settings.timeouts.http_client())?;
-    let clock = Clock::system();
-    for job in &settings.service.jobs {
-        let schedule = Schedule {
-            name: job.name.clone(),
-            every: Duration::from_millis(job.every_ms),
-            timeout: Duration::from_millis(job.timeout_ms),
-        };
-        let claims = Claims {
-            store: store.clone(),
-            delivery: job.delivery,
-            lease: claims::lease(schedule.timeout, settings.timeouts.database()),
-            retention: Duration::from_millis(settings.service.history_retention_ms),
-        };
-        let action = HttpCall::new(client.clone(), &job.url)?;
-        let connected = connected.clone();
-        let draining = context.draining.clone();
-        let abandon = context.abandon.clone();
-        context.tasks.spawn("scheduled job", async move {
-            tokio::select! {
-                biased;
-                () = draining.cancelled() => return Ok(()),
-                () = connected.wait() => {}
-            }
-            schedule::run(schedule, action, claims, clock, draining, abandon).await;
-            Ok(())
-        });
-    }
-    Ok(history::routes(history::History {
-        store,
-        gate,
-        jobs: settings
-            .service
-            .jobs
-            .iter()
-            .map(|job| job.name.clone())
-            .collect(),
-        retry_after_secs: settings.http.retry_after_secs,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn problems(jobs: Vec<JobSettings>) -> Vec<(String, String)> {
-        let mut problems = Problems::default();
-        Settings {
-            jobs,
-            ..Settings::default()
-        }
-        .validate(&mut problems);
-        problems.into_inner()
-    }
-
-    fn job(name: &str, url: &str) -> JobSettings {
-        JobSettings {
-            name: name.to_owned(),
-            every_ms: 1_000,
-            timeout_ms: 500,
-            url: url.to_owned(),
-            delivery: Delivery::AtMostOnce,
-        }
-    }
-
-    #[test]
-    fn the_default_job_is_valid() {
-        assert!(problems(Settings::default().jobs).is_empty());
-    }
-
-    #[test]
-    fn https_is_taken_and_other_schemes_and_malformed_urls_are_refused() {
-        let found = problems(vec![
-            job("a", "https://example.com/"),
-            job("b", "ftp://example.com/"),
-            job("c", "not a url"),
-        ]);
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(
-            found[0],
-            (
-                "scheduler.jobs[1].url".to_owned(),
-                "must be an http:// or https:// URL, got ftp://".to_owned()
-            )
-        );
-        assert_eq!(found[1].0, "scheduler.jobs[2].url");
-    }
-
-    #[test]
-    fn job_names_must_be_unique_and_periods_positive() {
-        let mut zero = job("a", "http://127.0.0.1/");
-        zero.every_ms = 0;
-        let found = problems(vec![zero, job("a", "http://127.0.0.1/")]);
-        let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["scheduler.jobs[0].every_ms", "scheduler.jobs[1].name"]
-        );
-    }
+    scheduling::start(context, &actions())
 }

@@ -19,7 +19,6 @@ use tokio::net::TcpStream;
 
 use crate::{
     load::{Load, assert_overload_memory_bounded, balancer, kib, rss_kib},
-    metrics_text::{sample, series},
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
     proxy,
     support::{
@@ -30,7 +29,10 @@ use crate::{
 
 use nebula_runtime::{
     Exit,
-    testing::{Engine, TestDatabase},
+    testing::{
+        Engine, TestDatabase,
+        metrics::{sample, series},
+    },
 };
 
 fn create_load(process: &Process, clients: usize, limit: usize) -> Load {

@@ -22,12 +22,12 @@ use std::{
 };
 
 use self::deployment::{Dockerfile, pod_env};
-use crate::{
-    metrics_text::{assert_all_prefixed, count, series},
-    support::{BINARY, Counts, Launch, client, runtime, serial, summary},
-};
+use crate::support::{BINARY, Counts, Launch, client, runtime, serial, summary};
 
-use nebula_runtime::Exit;
+use nebula_runtime::{
+    Exit,
+    testing::metrics::{assert_all_prefixed, count, series},
+};
 
 use {{crate_name}}::SERVICE_KIND;
 

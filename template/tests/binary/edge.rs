@@ -11,12 +11,9 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{
-    metrics_text::count,
-    support::{Counts, Launch, Process, WAIT_LIMIT, runtime, serial, summary},
-};
+use crate::support::{Counts, Launch, Process, WAIT_LIMIT, runtime, serial, summary};
 
-use nebula_runtime::Exit;
+use nebula_runtime::{Exit, testing::metrics::count};
 
 const HEAD: &str = "GET /healthz HTTP/1.1\r\nHost: test\r\n";
 

@@ -27,7 +27,6 @@ use tempfile::TempDir;
 
 use crate::{
     load::{Load, Tally},
-    metrics_text::{sample, series},
     support::{
         Answer, Counts, Logs, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
     },
@@ -37,7 +36,10 @@ use crate::{{service_type}}::writes;
 
 use nebula_runtime::{
     Exit,
-    testing::{Engine, TestDatabase},
+    testing::{
+        Engine, TestDatabase,
+        metrics::{sample, series},
+    },
 };
 
 /// A tmpfs mounted on a temporary folder for one test; unmounted on drop.

@@ -14,8 +14,6 @@ mod edge;
 mod faults;
 mod load;
 {%- endif %}
-#[path = "../shared/metrics_text.rs"]
-mod metrics_text;
 {%- if service_type != "scheduler" %}
 mod outage;
 mod proxy;

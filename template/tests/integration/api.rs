@@ -7,14 +7,15 @@ use serde_json::{Value, json};
 mod held_request;
 
 use self::held_request::hold_every_permit;
-use crate::{
-    metrics_text::{count, series},
-    support::settings,
-};
+use crate::support::settings;
 
 use nebula_runtime::{
     Stopped,
-    testing::{Answer, Engine, Logs, Running, TestDatabase, answer, eventually, start},
+    testing::{
+        Answer, Engine, Logs, Running, TestDatabase, answer, eventually,
+        metrics::{count, series},
+        start,
+    },
 };
 
 use {{crate_name}}::Settings;

@@ -5,15 +5,16 @@ use axum::{Router, body::Body, http::Request, routing::get};
 use nebula_runtime::{
     Stopped, http,
     readiness::Readiness,
-    testing::{Answer, Logs, answer, start},
+    testing::{
+        Answer, Logs, answer,
+        metrics::{assert_all_prefixed, count, series},
+        start,
+    },
 };
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::{
-    metrics_text::{assert_all_prefixed, count, series},
-    support::settings,
-};
+use crate::support::settings;
 
 use {{crate_name}}::{SERVICE_KIND, Settings};
 

@@ -2,8 +2,6 @@
 //! driven over real HTTP. One test binary, so it links once.
 
 mod lifecycle;
-#[path = "../shared/metrics_text.rs"]
-mod metrics_text;
 mod support;
 
 /// The behaviour of this service type.

@@ -2,11 +2,13 @@
 //! dev-dependency of the service): the service in-process on `127.0.0.1:0`
 //! ([`start`]), a database of the test's own ([`TestDatabase`]: SQLite
 //! always, PostgreSQL when `NEBULA_TEST_POSTGRES_URL` names a server), the
-//! log events a test caused ([`Logs`]) and bounded waits ([`eventually`]).
+//! log events a test caused ([`Logs`]), bounded waits ([`eventually`]) and
+//! the metrics text read back ([`metrics`]).
 //! The runtime's own tests use them too.
 
 mod database;
 mod logs;
+pub mod metrics;
 mod service;
 
 pub use self::{

@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use crate::{
-    config_errors::config_file,
+    config_errors::{case, check, config_file},
     support::{Counts, Launch, assert_deadline_exit, deadline_summary, runtime, serial, summary},
 };
 
@@ -129,4 +129,19 @@ fn a_run_still_going_at_the_deadline_is_cancelled_and_logged() {
         assert_eq!(runs.len(), 1, "{runs:?}");
         assert_eq!(runs[0]["outcome"], "cancelled");
     });
+}
+
+/// A job naming an action the service does not register stops the start
+/// as bad configuration: exit 78, the job's key and the actions there are.
+#[test]
+fn a_job_naming_an_unregistered_action_is_a_configuration_error() {
+    let typo = config_file(
+        "unregistered-action",
+        "[[scheduler.jobs]]\nname = \"beat\"\nevery_ms = 1000\ntimeout_ms = 500\naction = \"hearbeat\"\n",
+    );
+    check(vec![case(
+        "an action that is not registered",
+        Launch::default().args(&["--config", &typo]),
+        &["scheduler.jobs[0].action", "\"hearbeat\"", "heartbeat"],
+    )]);
 }

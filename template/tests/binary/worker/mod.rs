@@ -19,14 +19,19 @@ use sqlx::Connection;
 use crate::{
     config_errors::{case, check},
     load::{Load, Tally, assert_overload_memory_bounded, balancer, kib, rss_kib},
-    metrics_text::{count, series},
     support::{
         Answer, BINARY, Counts, Launch, Logs, Process, WAIT_LIMIT, answer, assert_deadline_exit,
         client, runtime, serial, summary,
     },
 };
 
-use nebula_runtime::{Exit, testing::TestDatabase};
+use nebula_runtime::{
+    Exit,
+    testing::{
+        TestDatabase,
+        metrics::{count, series},
+    },
+};
 
 use {{crate_name}}::ENV_PREFIX;
 

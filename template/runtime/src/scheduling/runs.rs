@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 
-use nebula_runtime::database::{Database, DbError, Migration, ms, now_ms};
+use crate::database::{Database, DbError, Migration, ms, now_ms};
 
 /// The scheduler's migrations, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
@@ -81,11 +81,6 @@ impl RunStore {
     #[must_use]
     pub const fn new(database: Database, replica: String) -> Self {
         Self { database, replica }
-    }
-
-    #[must_use]
-    pub fn replica(&self) -> &str {
-        &self.replica
     }
 
     /// Claims `period_start` of `job` for `lease`.

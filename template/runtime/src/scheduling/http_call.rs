@@ -1,7 +1,7 @@
 //! The example scheduled action: a GET to a configured URL, through the
 //! runtime's outbound client (TLS, the 10 s rule, trace context).
 
-use nebula_runtime::{
+use crate::{
     outbound::{HttpClient, Method, Url, parse_http_url},
     tasks::BoxError,
 };

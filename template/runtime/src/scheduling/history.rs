@@ -15,7 +15,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::runs::{RunRecord, RunStore};
-use nebula_runtime::{
+use crate::{
     database::DbError,
     http::{error_response, unavailable},
     readiness::Gate,

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::runs::{Held, Running};
-use nebula_runtime::{
+use crate::{
     database::{ms, now_ms},
     settings::duration_ms,
     tasks::BoxError,
@@ -52,6 +52,12 @@ pub fn describe_metrics() {
 /// (`job/period start`): the same for a period run again by another
 /// replica, so a target can use it to do the work once.
 pub trait Action: Send + Sync + 'static {
+    /// Runs once for the period `key` names. An error is a failed run,
+    /// logged and recorded; the schedule goes on. The run is cut at the
+    /// job's `timeout_ms`, and at the drain deadline.
+    ///
+    /// # Errors
+    /// Why the run failed.
     fn run(&self, key: &str) -> impl Future<Output = Result<(), BoxError>> + Send;
 }
 

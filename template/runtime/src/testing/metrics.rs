@@ -1,18 +1,14 @@
 //! Reading the Prometheus text format that `GET /metrics` serves.
 
-// The integration and binary tests each use a different part of this module.
-#![allow(dead_code, reason = "not every test crate uses every helper")]
-
 /// A series as the exposition writes it: `name{label="value",...}`, with
 /// the labels in the order the code records them.
+#[must_use]
 pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
     let labels: Vec<String> = labels
         .iter()
         .map(|(label, value)| format!("{label}=\"{value}\""))
         .collect();
-    // The braces go in as arguments: doubled in the format string, they
-    // would be read by the template engine that generated this project.
-    format!("{name}{}{}{}", '{', labels.join(","), '}')
+    format!("{name}{{{}}}", labels.join(","))
 }
 
 /// The value of `series` as written, `None` when absent.
@@ -22,6 +18,10 @@ fn raw<'a>(text: &'a str, series: &str) -> Option<&'a str> {
 }
 
 /// The value of `series` (a gauge or a sum), `None` when absent.
+///
+/// # Panics
+/// When the value is not a number.
+#[must_use]
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     raw(text, series).map(|value| {
         value
@@ -31,6 +31,10 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 /// The value of a counter, a bucket or a whole-number gauge.
+///
+/// # Panics
+/// When the series is absent or its value is not a whole number.
+#[must_use]
 pub fn count(text: &str, series: &str) -> u64 {
     let value = raw(text, series).unwrap_or_else(|| panic!("/metrics has no {series}:\n{text}"));
     value
@@ -40,6 +44,9 @@ pub fn count(text: &str, series: &str) -> u64 {
 
 /// Every sample line names a series with the `nebula_` prefix: no other
 /// library's metrics leak in unprefixed.
+///
+/// # Panics
+/// On the first line that does not.
 pub fn assert_all_prefixed(text: &str) {
     for line in text.lines() {
         if !line.is_empty() && !line.starts_with('#') {

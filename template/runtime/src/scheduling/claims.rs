@@ -30,7 +30,7 @@ use super::{
     runs::{Claim, RunStore, Running},
     schedule::{Decision, Finished, Ledger, RunOutcome},
 };
-use nebula_runtime::database::{DbError, jittered, now_ms};
+use crate::database::{DbError, jittered, now_ms};
 
 /// Counter of claims and what they found, by `job` and `result`.
 pub const CLAIMS: &str = "nebula_scheduler_claims_total";
@@ -217,7 +217,7 @@ impl Ledger for Claims {
             ),
         }
         if run.outcome != RunOutcome::Cancelled {
-            let cutoff = now_ms().saturating_sub(nebula_runtime::database::ms(self.retention));
+            let cutoff = now_ms().saturating_sub(crate::database::ms(self.retention));
             // A failure is logged with its operation; the next run prunes.
             let _ = self.store.prune(job, cutoff).await;
         }
