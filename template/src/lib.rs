@@ -57,7 +57,7 @@ impl nebula_runtime::Service for App {
         // One outbound HTTP call, connect included.
         http_client_ms: 10_000,
     };
-    const MIGRATIONS: &'static [Migration] = {{service_type}}::MIGRATIONS;
+    const MIGRATIONS: &'static [&'static [Migration]] = {{service_type}}::MIGRATIONS;
     type Settings = {{service_type}}::Settings;
 
     fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError> {

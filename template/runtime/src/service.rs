@@ -55,8 +55,13 @@ pub trait Service: Sized + Send + Sync + 'static {
     /// The Nebula timeout rules as this service names them; `[timeouts]`
     /// overrides them per deployment, and the runtime enforces them.
     const TIMEOUTS: Timeouts;
-    /// Its database migrations, in the order they apply.
-    const MIGRATIONS: &'static [Migration];
+    /// Its database migrations, in lists: the engines' it runs
+    /// (`jobs::MIGRATIONS`, `scheduling::MIGRATIONS`), then its own, with
+    /// versions from [`FIRST_SERVICE_VERSION`]. The runtime applies them
+    /// as one history, in version order.
+    ///
+    /// [`FIRST_SERVICE_VERSION`]: crate::database::FIRST_SERVICE_VERSION
+    const MIGRATIONS: &'static [&'static [Migration]];
 
     /// Its own settings section, `[<KIND>]`.
     type Settings: Section;

@@ -48,7 +48,7 @@ impl Service for TestService {
     const DEFAULT_PORT: u16 = 8080;
     const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/test_service.db?mode=rwc";
     const TIMEOUTS: Timeouts = Timeouts::NEBULA;
-    const MIGRATIONS: &'static [Migration] = &[];
+    const MIGRATIONS: &'static [&'static [Migration]] = &[];
     type Settings = TestSettings;
 
     fn start(_context: &mut Context<'_, Self>) -> Result<Router, BoxError> {

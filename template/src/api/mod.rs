@@ -12,12 +12,15 @@ pub mod store;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-pub use self::store::{Item, MIGRATIONS, Store};
+pub use self::store::{Item, Store};
 use nebula_runtime::{
-    database,
+    database::{self, Migration},
     settings::{Problems, Section},
     tasks::{BoxError, Context},
 };
+
+/// The database's migrations: this service's own, `src/api/migrations/`.
+pub const MIGRATIONS: &[&[Migration]] = &[store::MIGRATIONS];
 
 /// The `[api]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

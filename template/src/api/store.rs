@@ -8,11 +8,12 @@ use uuid::Uuid;
 
 use nebula_runtime::database::{Database, DbError, Faults, Migration, now_ms};
 
-/// The api's migrations, in order.
+/// The api's migrations, in order. Versions from 1000: those below are the
+/// runtime's.
 pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
+    version: 1000,
     description: "items",
-    sql: include_str!("migrations/0001_items.sql"),
+    sql: include_str!("migrations/1000_items.sql"),
 }];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,6 +1,14 @@
 //! Migrations embedded in the binary, applied at start-up (unless
 //! `database.migrate_on_start` is off) and by the `migrate` command.
 //!
+//! One history: a service's migrations come in lists (the engines' it runs,
+//! then its own: [`crate::Service::MIGRATIONS`]), applied by one migrator in
+//! version order and recorded in one table. Versions below
+//! [`FIRST_SERVICE_VERSION`] are the runtime's (its engines' tables are
+//! made first on a new database, so a service's migration may refer to
+//! them); a service numbers its own from there, or by timestamp. A version
+//! used twice stops the migration before anything runs.
+//!
 //! Concurrent starts of several replicas do not race: on PostgreSQL the
 //! migrator holds an advisory lock while it works; on SQLite each migration
 //! is one write transaction, so a second process waits for the first and
@@ -17,6 +25,10 @@ use sqlx::{
 };
 
 use super::{Backend, Database, DbError};
+
+/// The first version a service's own migrations may use; the runtime's
+/// engines number theirs below it.
+pub const FIRST_SERVICE_VERSION: i64 = 1000;
 
 /// One migration: a version, a short description and its SQL, written to
 /// run on both engines.
@@ -39,6 +51,18 @@ pub enum MigrationError {
     /// The migrator refused: a migration failed, or disagrees with what was applied before.
     #[error("cannot migrate the database: {0}")]
     Migrate(#[source] MigrateError),
+    /// Two migrations have the same version.
+    #[error(
+        "migrations \"{first}\" and \"{second}\" both have version {version}: give one another version (the runtime's engines use versions below 1000)"
+    )]
+    VersionUsedTwice {
+        /// The version.
+        version: i64,
+        /// One migration's description.
+        first: &'static str,
+        /// The other's.
+        second: &'static str,
+    },
 }
 
 impl MigrationError {
@@ -53,7 +77,7 @@ impl MigrationError {
             Self::Migrate(
                 MigrateError::Execute(source) | MigrateError::ExecuteMigration(source, _),
             ) => super::is_transient(source),
-            Self::Migrate(_) => false,
+            Self::Migrate(_) | Self::VersionUsedTwice { .. } => false,
         }
     }
 }
@@ -84,13 +108,13 @@ pub async fn migrate_command<S: crate::Service>(
 }
 
 #[derive(Debug)]
-struct Embedded(&'static [Migration]);
+struct Embedded(Vec<Migration>);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<sqlx::migrate::Migration>, BoxDynError>> {
         let migrations = self
             .0
-            .iter()
+            .into_iter()
             .map(|migration| {
                 sqlx::migrate::Migration::new(
                     migration.version,
@@ -105,15 +129,40 @@ impl MigrationSource<'static> for Embedded {
     }
 }
 
-/// Applies the `migrations` that are not applied yet.
+/// The migrations of `lists` as one history, in version order.
 ///
 /// # Errors
-/// When the database cannot be reached in time, or a migration fails or
-/// disagrees with what was applied before.
+/// When two have the same version.
+fn history(lists: &[&'static [Migration]]) -> Result<Vec<Migration>, MigrationError> {
+    let mut migrations: Vec<Migration> =
+        lists.iter().flat_map(|list| list.iter().copied()).collect();
+    migrations.sort_by_key(|migration| migration.version);
+    if let Some(pair) = migrations
+        .windows(2)
+        .find(|pair| pair[0].version == pair[1].version)
+    {
+        return Err(MigrationError::VersionUsedTwice {
+            version: pair[0].version,
+            first: pair[0].description,
+            second: pair[1].description,
+        });
+    }
+    Ok(migrations)
+}
+
+/// Applies the migrations of `lists` that are not applied yet, as one
+/// history in version order.
+///
+/// # Errors
+/// When two migrations have the same version, the database cannot be
+/// reached in time, or a migration fails or disagrees with what was
+/// applied before.
 pub async fn migrate(
     database: &Database,
-    migrations: &'static [Migration],
+    lists: &[&'static [Migration]],
 ) -> Result<(), MigrationError> {
+    let migrations = history(lists)?;
+    let count = migrations.len();
     if database.backend() == Backend::Sqlite {
         // Persistent in the file; set before the first table is written.
         database
@@ -135,7 +184,7 @@ pub async fn migrate(
     // that is wrong still fails within one round more than there are
     // migrations.
     let rounds = match database.backend() {
-        Backend::Sqlite => migrations.len() + 1,
+        Backend::Sqlite => count + 1,
         Backend::Postgres => 1,
     };
     let mut round = 1;
@@ -183,4 +232,53 @@ async fn run_on_own_connection(
             Ok(migrator.run_direct(&mut *connection).await)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENGINE: &[Migration] = &[
+        Migration {
+            version: 2,
+            description: "engine two",
+            sql: "",
+        },
+        Migration {
+            version: 1,
+            description: "engine one",
+            sql: "",
+        },
+    ];
+
+    #[test]
+    fn lists_make_one_history_in_version_order() {
+        const OWN: &[Migration] = &[Migration {
+            version: FIRST_SERVICE_VERSION,
+            description: "own",
+            sql: "",
+        }];
+        let order: Vec<i64> = history(&[OWN, ENGINE])
+            .unwrap()
+            .iter()
+            .map(|migration| migration.version)
+            .collect();
+        assert_eq!(order, [1, 2, FIRST_SERVICE_VERSION]);
+    }
+
+    #[test]
+    fn a_version_used_twice_is_refused_naming_both() {
+        const CLASH: &[Migration] = &[Migration {
+            version: 2,
+            description: "own",
+            sql: "",
+        }];
+        let error = history(&[ENGINE, CLASH]).unwrap_err();
+        assert!(!error.is_transient());
+        let message = error.to_string();
+        assert!(
+            message.starts_with("migrations \"engine two\" and \"own\" both have version 2"),
+            "{message}"
+        );
+    }
 }

@@ -51,7 +51,10 @@ use tracing::Instrument;
 
 pub use self::{
     faults::{CallStart, Fault, Faults, WRITE_FAULT},
-    migrations::{MigrateCommandError, Migration, MigrationError, migrate, migrate_command},
+    migrations::{
+        FIRST_SERVICE_VERSION, MigrateCommandError, Migration, MigrationError, migrate,
+        migrate_command,
+    },
     settings::{Backend, DatabaseUrl, Settings},
     supervisor::{Connected, Started, Supervised, jittered, start, supervise},
 };

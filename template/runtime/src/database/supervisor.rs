@@ -46,7 +46,7 @@ pub struct Supervised {
     /// The database to connect to and then watch.
     pub database: Database,
     /// The service's migrations, applied before it counts as connected.
-    pub migrations: &'static [Migration],
+    pub migrations: &'static [&'static [Migration]],
     /// Whether to apply the migrations, or only wait for the database to answer.
     pub migrate_on_start: bool,
     /// How often to check the database once connected.

@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use super::JobId;
 use crate::database::{Backend, Database, DbError, Faults, Migration, ms, now_ms};
 
-/// The worker's migrations, in order.
+/// The job engine's migrations, in order: versions 1 to 99 are its share
+/// of the runtime's range.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,

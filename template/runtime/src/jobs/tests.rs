@@ -39,7 +39,7 @@ impl Service for JobsService {
     const DEFAULT_PORT: u16 = 8080;
     const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/jobs_test.db?mode=rwc";
     const TIMEOUTS: Timeouts = Timeouts::NEBULA;
-    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    const MIGRATIONS: &'static [&'static [Migration]] = &[MIGRATIONS];
     type Settings = super::Settings<NoSettings>;
 
     fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError> {
@@ -372,7 +372,7 @@ async fn a_migration_the_database_refuses_is_not_retried(engine: Engine) {
     let database = TestDatabase::create(engine, "refused_migration").await;
     let settings = on(&database);
     let opened = Database::open(&settings.database, settings.timeouts.database()).unwrap();
-    let error = database::migrate(&opened, REFUSED).await.unwrap_err();
+    let error = database::migrate(&opened, &[REFUSED]).await.unwrap_err();
     assert!(!error.is_transient(), "not worth retrying: {error}");
 }
 
@@ -788,7 +788,7 @@ async fn a_job_queued_before_kinds_existed_runs_as_the_diagnostic_kind(engine: E
     let settings = on(&database);
     let before_kinds: &'static [Migration] = &MIGRATIONS[..2];
     let opened = Database::open(&settings.database, settings.timeouts.database()).unwrap();
-    database::migrate(&opened, before_kinds).await.unwrap();
+    database::migrate(&opened, &[before_kinds]).await.unwrap();
     let id = JobId::new().to_string();
     let mut connection = database.connect().await;
     sqlx::query(

@@ -18,11 +18,12 @@ use sqlx::{Row, any::AnyRow};
 
 use crate::database::{Database, DbError, Migration, ms, now_ms};
 
-/// The scheduler's migrations, in order.
+/// The scheduling engine's migrations, in order: versions 101 to 199 are
+/// its share of the runtime's range.
 pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
+    version: 101,
     description: "scheduled runs",
-    sql: include_str!("migrations/0001_runs.sql"),
+    sql: include_str!("migrations/0101_runs.sql"),
 }];
 
 /// A run this replica holds: its period, and the token its writes carry.

@@ -47,7 +47,7 @@ impl Service for SchedulerService {
     const DEFAULT_PORT: u16 = 8080;
     const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/scheduling_test.db?mode=rwc";
     const TIMEOUTS: Timeouts = Timeouts::NEBULA;
-    const MIGRATIONS: &'static [Migration] = MIGRATIONS;
+    const MIGRATIONS: &'static [&'static [Migration]] = &[MIGRATIONS];
     type Settings = super::Settings<NoSettings>;
 
     fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError> {
@@ -305,7 +305,7 @@ async fn claims_fence_off_a_replica_whose_lease_ran_out(engine: Engine) {
     let mut settings = settings();
     settings.database.url = test_database.url.clone();
     let database = Database::open(&settings.database, Duration::from_secs(5)).unwrap();
-    database::migrate(&database, MIGRATIONS).await.unwrap();
+    database::migrate(&database, &[MIGRATIONS]).await.unwrap();
     let a = RunStore::new(database.clone(), "a".to_owned());
     let b = RunStore::new(database, "b".to_owned());
     let long = Duration::from_mins(1);
