@@ -17,13 +17,15 @@ mod held_request;
 use self::held_request::{HeldRequest, hold_every_permit};
 use tokio::net::TcpStream;
 
+use nebula_runtime::testing::{Answer, answer};
+
 use crate::{
     load::{Load, assert_overload_memory_bounded, balancer, kib, rss_kib},
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
     proxy,
     support::{
-        Answer, Counts, Launch, Process, answer, assert_deadline_exit, client, deadline_summary,
-        runtime, serial, summary,
+        Counts, Process, assert_deadline_exit, client, deadline_summary, launch, runtime, serial,
+        summary,
     },
 };
 
@@ -52,15 +54,16 @@ pub mod writes {
 
     use crate::{
         load::{Load, Tally},
-        support::{Launch, Logs, Process, client},
+        support::{Launch, Process, client},
     };
     use nebula_runtime::testing::TestDatabase;
+    use nebula_runtime::testing::process::Logs;
 
     /// The table the writes go to.
     pub const TABLE: &str = "items";
 
     pub fn launch(database: &Arc<TestDatabase>) -> Launch {
-        Launch::default().database(database.clone())
+        crate::support::launch().database(database.clone())
     }
 
     pub fn load(process: &Process, clients: usize) -> Load {
@@ -114,7 +117,7 @@ pub mod writes {
 fn sigterm_mid_load_completes_started_requests_and_refuses_later_ones() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
+        let process = launch()
             .setting("SHUTDOWN__READINESS_DELAY_MS", 2_000)
             .start()
             .await;
@@ -169,7 +172,7 @@ fn sigterm_mid_load_completes_started_requests_and_refuses_later_ones() {
 fn without_a_readiness_delay_queued_connections_are_answered_not_reset() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default().start().await;
+        let process = launch().start().await;
         let load = create_load(&process, 16, 1_000_000);
         load.wait_for_offers(1_000).await;
         process.signal("TERM");
@@ -213,7 +216,7 @@ fn without_a_readiness_delay_queued_connections_are_answered_not_reset() {
 fn overload_is_shed_with_503_and_memory_stays_bounded() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
+        let process = launch()
             .setting("HTTP__MAX_CONCURRENT_REQUESTS", 8)
             .start()
             .await;
@@ -269,7 +272,7 @@ fn a_request_that_outlasts_the_grace_ends_the_process_with_the_deadline_code() {
     let _serial = serial();
     runtime().block_on(async {
         let grace = Duration::from_millis(500);
-        let process = Launch::default()
+        let process = launch()
             .setting("SHUTDOWN__GRACE_MS", grace.as_millis())
             .setting("HTTP__MAX_CONCURRENT_REQUESTS", 1)
             .start()
@@ -313,7 +316,7 @@ fn metrics_are_served_through_the_drain_after_the_listener_closes() {
     let _serial = serial();
     runtime().block_on(async {
         let grace = Duration::from_secs(3);
-        let process = Launch::default()
+        let process = launch()
             .setting("SHUTDOWN__READINESS_DELAY_MS", 200)
             .setting("SHUTDOWN__GRACE_MS", grace.as_millis())
             .start()
@@ -391,7 +394,7 @@ fn items_outlive_a_killed_process(engine: Engine) {
     let _serial = serial();
     runtime().block_on(async {
         let database = TestDatabase::create(engine, "items_restart").await;
-        let launch = Launch::default().database(Arc::new(database));
+        let launch = launch().database(Arc::new(database));
         let process = launch.start().await;
         let mut ids = Vec::new();
         for n in 0..20 {
@@ -468,7 +471,7 @@ fn database_outage(outage: Outage) {
             }
             Outage::ServerRestart => TestDatabase::postgres_at(&database, url.to_owned()),
         };
-        let process = Launch::default()
+        let process = launch()
             .database(Arc::new(target))
             .setting("TIMEOUTS__DATABASE_MS", 500)
             .setting("DATABASE__HEALTH_CHECK_INTERVAL_MS", 200)

@@ -4,7 +4,7 @@
 
 use std::{path::Path, time::Duration};
 
-use crate::support::{Counts, Launch, runtime, serial, summary};
+use crate::support::{Counts, Launch, launch, runtime, serial, summary};
 
 use nebula_runtime::Exit;
 
@@ -98,32 +98,32 @@ fn bad_configuration_stops_start_up_with_a_clear_message() {
     check(vec![
         case(
             "unknown key in the environment",
-            Launch::default().setting("HTTP__LISTNE", "x"),
+            launch().setting("HTTP__LISTNE", "x"),
             &["http.listne", &env_var("HTTP__LISTNE")],
         ),
         case(
             "unknown key in a file",
-            Launch::default().args(&["--config", &unknown_in_file]),
+            launch().args(&["--config", &unknown_in_file]),
             &["shutdown.grace_secs", &unknown_in_file, "grace_ms"],
         ),
         case(
             "wrong type in a file",
-            Launch::default().args(&["--config", &wrong_type]),
+            launch().args(&["--config", &wrong_type]),
             &["http.max_concurrent_requests", &wrong_type],
         ),
         case(
             "out-of-range port",
-            Launch::default().setting("HTTP__LISTEN", "127.0.0.1:70000"),
+            launch().setting("HTTP__LISTEN", "127.0.0.1:70000"),
             &["http.listen", &env_var("HTTP__LISTEN")],
         ),
         case(
             "zero concurrency limit",
-            Launch::default().setting("HTTP__MAX_CONCURRENT_REQUESTS", 0),
+            launch().setting("HTTP__MAX_CONCURRENT_REQUESTS", 0),
             &["http.max_concurrent_requests", "between 1 and"],
         ),
         case(
             "a head limit too small for real clients",
-            Launch::default().setting("HTTP__MAX_HEADER_BYTES", 100),
+            launch().setting("HTTP__MAX_HEADER_BYTES", 100),
             &[
                 "http.max_header_bytes",
                 &env_var("HTTP__MAX_HEADER_BYTES"),
@@ -132,27 +132,27 @@ fn bad_configuration_stops_start_up_with_a_clear_message() {
         ),
         case(
             "no connections allowed",
-            Launch::default().setting("HTTP__MAX_CONNECTIONS", 0),
+            launch().setting("HTTP__MAX_CONNECTIONS", 0),
             &["http.max_connections", "between 1 and"],
         ),
         case(
             "malformed TOML",
-            Launch::default().args(&["--config", &malformed]),
+            launch().args(&["--config", &malformed]),
             &[&malformed, "TOML"],
         ),
         case(
             "missing --config file",
-            Launch::default().args(&["--config", &missing]),
+            launch().args(&["--config", &missing]),
             &[&missing, "not found"],
         ),
         case(
             "bad environment variable",
-            Launch::default().setting("SHUTDOWN__GRACE_MS", "soon"),
+            launch().setting("SHUTDOWN__GRACE_MS", "soon"),
             &["shutdown.grace_ms", &env_var("SHUTDOWN__GRACE_MS")],
         ),
         case(
             "bad RUST_LOG",
-            Launch::default().env("RUST_LOG", "info,=bad="),
+            launch().env("RUST_LOG", "info,=bad="),
             &["log.level", "RUST_LOG"],
         ),
     ]);

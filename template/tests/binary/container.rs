@@ -22,7 +22,7 @@ use std::{
 };
 
 use self::deployment::{Dockerfile, pod_env};
-use crate::support::{BINARY, Counts, Launch, client, runtime, serial, summary};
+use crate::support::{BINARY, Counts, Launch, bare, client, runtime, serial, summary};
 
 use nebula_runtime::{
     Exit,
@@ -127,7 +127,7 @@ fn image_user() -> Option<(u32, u32)> {
 /// The listen addresses keep every interface but let the system pick the
 /// ports, which may be taken on this machine.
 fn launch(layout: &ImageLayout, listen_port: u16) -> Launch {
-    let mut launch = Launch::bare()
+    let mut launch = bare()
         .binary(layout.binary())
         .in_dir(layout.workdir())
         .only_given_env();

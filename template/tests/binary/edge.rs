@@ -11,7 +11,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::support::{Counts, Launch, Process, WAIT_LIMIT, runtime, serial, summary};
+use crate::support::{Counts, Process, WAIT_LIMIT, launch, runtime, serial, summary};
 
 use nebula_runtime::{Exit, testing::metrics::count};
 
@@ -99,7 +99,7 @@ fn clients_that_send_nothing_half_a_head_or_sit_idle_do_not_hold_the_drain() {
     let _serial = serial();
     runtime().block_on(async {
         // The default grace (25 s): a held drain would end in the deadline code.
-        let process = Launch::default().start().await;
+        let process = launch().start().await;
         let mut silent = connect_and_send(&process, "").await;
         let mut half_head = connect_and_send(&process, HEAD).await;
         let mut idle = served_connection(&process).await;
@@ -135,7 +135,7 @@ fn clients_that_send_nothing_half_a_head_or_sit_idle_do_not_hold_the_drain() {
 fn a_head_slower_than_the_header_read_timeout_is_disconnected() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
+        let process = launch()
             .setting("HTTP__HEADER_READ_TIMEOUT_MS", 300)
             .start()
             .await;
@@ -159,10 +159,7 @@ fn a_head_slower_than_the_header_read_timeout_is_disconnected() {
 fn connections_beyond_max_connections_are_closed_on_arrival() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
-            .setting("HTTP__MAX_CONNECTIONS", 2)
-            .start()
-            .await;
+        let process = launch().setting("HTTP__MAX_CONNECTIONS", 2).start().await;
         let first = served_connection(&process).await;
         let _second = served_connection(&process).await;
 
@@ -189,7 +186,7 @@ fn connections_beyond_max_connections_are_closed_on_arrival() {
 fn a_head_over_max_header_bytes_gets_431() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default()
+        let process = launch()
             .setting("HTTP__MAX_HEADER_BYTES", 1024)
             .start()
             .await;

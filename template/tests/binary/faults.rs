@@ -25,11 +25,11 @@ use serde_json::Value;
 use sqlx::Connection;
 use tempfile::TempDir;
 
+use nebula_runtime::testing::{Answer, answer, process::Logs};
+
 use crate::{
     load::{Load, Tally},
-    support::{
-        Answer, Counts, Logs, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
-    },
+    support::{Counts, Process, WAIT_LIMIT, client, runtime, serial, summary},
 };
 
 use crate::{{service_type}}::writes;

@@ -11,7 +11,9 @@ use std::{
 
 use tokio::task::JoinSet;
 
-use crate::support::{Answer, Process, answer, client};
+use nebula_runtime::testing::{Answer, answer};
+
+use crate::support::{Process, client};
 
 /// What the clients saw, by kind of answer.
 #[derive(Debug, Default, Clone)]

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Answer, WAIT_LIMIT, answer, client};
+use nebula_runtime::testing::{Answer, answer};
+
+use crate::support::{WAIT_LIMIT, client};
 
 /// How a test takes PostgreSQL away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

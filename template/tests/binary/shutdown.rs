@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Counts, Launch, runtime, serial, summary};
+use crate::support::{Counts, launch, runtime, serial, summary};
 
 use nebula_runtime::Exit;
 
@@ -11,7 +11,7 @@ use nebula_runtime::Exit;
 fn sigterm_on_an_idle_service_drains_and_exits_cleanly() {
     let _serial = serial();
     runtime().block_on(async {
-        let process = Launch::default().start().await;
+        let process = launch().start().await;
         process.signal("TERM");
         let exited = process.exit().await;
         assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
@@ -30,7 +30,7 @@ fn the_binary_starts_without_a_config_file() {
     runtime().block_on(async {
         let empty = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-config-here");
         std::fs::create_dir_all(&empty).expect("empty folder");
-        let process = Launch::default().in_dir(&empty).start().await;
+        let process = launch().in_dir(&empty).start().await;
         process.signal("TERM");
         let exited = process.exit().await;
         assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
@@ -42,7 +42,7 @@ fn a_second_signal_forces_the_exit_during_the_drain() {
     let _serial = serial();
     runtime().block_on(async {
         // A long readiness delay keeps the drain going until the second signal.
-        let process = Launch::default()
+        let process = launch()
             .setting("SHUTDOWN__READINESS_DELAY_MS", 60_000)
             .setting("SHUTDOWN__GRACE_MS", 120_000)
             .start()

@@ -17,7 +17,9 @@ use opentelemetry_proto::tonic::{
 use prost::Message;
 use tokio::net::TcpListener;
 
-use crate::support::{Counts, Launch, Process, WAIT_LIMIT, client, runtime, serial, summary};
+use crate::support::{
+    Counts, Launch, Process, WAIT_LIMIT, client, launch, runtime, serial, summary,
+};
 
 use nebula_runtime::{Exit, otel::FLUSH_TIMEOUT};
 
@@ -177,7 +179,7 @@ fn a_request_span_joins_the_callers_trace_with_its_attributes() {
     let _serial = serial();
     runtime().block_on(async {
         let collector = Collector::start().await;
-        let process = collector.export_from(Launch::default()).start().await;
+        let process = collector.export_from(launch()).start().await;
 
         healthz(&process, "traced-request", true).await;
         // SIGTERM: the exit flushes the spans still batched.
@@ -205,7 +207,7 @@ fn without_a_traceparent_a_request_starts_its_own_trace() {
     runtime().block_on(async {
         let collector = Collector::start().await;
         let process = collector
-            .export_from(Launch::default())
+            .export_from(launch())
             .env(
                 "OTEL_RESOURCE_ATTRIBUTES",
                 "deployment.environment=test,service.name=named-in-attributes",
@@ -247,7 +249,7 @@ fn a_collector_that_never_answers_holds_neither_requests_nor_the_exit() {
         });
         // Batches leave every 100 ms: exports are stuck while requests
         // are served, not only at the exit.
-        let process = Launch::default()
+        let process = launch()
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
             .env("OTEL_EXPORTER_OTLP_TIMEOUT", "600000")
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
@@ -302,7 +304,7 @@ fn a_collector_that_is_away_is_logged_not_fatal() {
             .expect("port to close binds");
         let endpoint = format!("http://{}", closed.local_addr().expect("address"));
         drop(closed);
-        let process = Launch::default()
+        let process = launch()
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .start()
@@ -344,7 +346,7 @@ fn assert_refused_at_start(launch: &Launch, mentions: &[&str]) {
 
 #[test]
 fn a_protocol_this_build_lacks_stops_the_start_naming_the_accepted_one() {
-    let launch = Launch::default()
+    let launch = launch()
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
     assert_refused_at_start(
@@ -359,7 +361,7 @@ fn otel_sdk_disabled_exports_nothing() {
     runtime().block_on(async {
         let collector = Collector::start().await;
         let process = collector
-            .export_from(Launch::default())
+            .export_from(launch())
             .env("OTEL_SDK_DISABLED", "true")
             .start()
             .await;
@@ -374,6 +376,6 @@ fn otel_sdk_disabled_exports_nothing() {
 
 #[test]
 fn a_malformed_endpoint_stops_the_start_naming_the_variable() {
-    let launch = Launch::default().env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url");
+    let launch = launch().env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url");
     assert_refused_at_start(&launch, &["OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"]);
 }

@@ -3,12 +3,15 @@
 //! ([`start`]), a database of the test's own ([`TestDatabase`]: SQLite
 //! always, PostgreSQL when `NEBULA_TEST_POSTGRES_URL` names a server), the
 //! log events a test caused ([`Logs`]), bounded waits ([`eventually`]) and
-//! the metrics text read back ([`metrics`]).
+//! the metrics text read back ([`metrics`]), and the service's binary as a
+//! child process ([`process`]).
 //! The runtime's own tests use them too.
 
 mod database;
 mod logs;
 pub mod metrics;
+#[cfg(unix)]
+pub mod process;
 mod service;
 
 pub use self::{

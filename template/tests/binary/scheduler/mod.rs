@@ -16,7 +16,7 @@ use tokio::{
 
 use crate::{
     config_errors::{case, check, config_file},
-    support::{Counts, Launch, assert_deadline_exit, deadline_summary, runtime, serial, summary},
+    support::{Counts, assert_deadline_exit, deadline_summary, launch, runtime, serial, summary},
 };
 
 use nebula_runtime::Exit;
@@ -64,7 +64,7 @@ async fn scheduler_calling(url: &str, grace_ms: u64) -> crate::support::Process 
             "[[scheduler.jobs]]\nname = \"hook\"\nevery_ms = 100\ntimeout_ms = 60000\nurl = \"{url}\"\n"
         ),
     );
-    Launch::default()
+    launch()
         .args(&["--config", &config])
         .setting("SHUTDOWN__GRACE_MS", grace_ms)
         .start()
@@ -141,7 +141,7 @@ fn a_job_naming_an_unregistered_action_is_a_configuration_error() {
     );
     check(vec![case(
         "an action that is not registered",
-        Launch::default().args(&["--config", &typo]),
+        launch().args(&["--config", &typo]),
         &["scheduler.jobs[0].action", "\"hearbeat\"", "heartbeat"],
     )]);
 }

@@ -22,7 +22,7 @@ use tokio::{
 
 use crate::{
     config_errors::config_file,
-    support::{Counts, Launch, Process, WAIT_LIMIT, runtime, serial, summary},
+    support::{Counts, Launch, Process, WAIT_LIMIT, launch, runtime, serial, summary},
 };
 
 use nebula_runtime::{
@@ -133,7 +133,7 @@ fn replica(database: &Arc<TestDatabase>, target: &Target, job: &str) -> Launch {
             target.url
         ),
     );
-    Launch::default()
+    launch()
         .database(database.clone())
         .args(&["--config", &config])
 }

@@ -6,7 +6,7 @@ use tokio::{net::TcpListener, sync::mpsc};
 
 use crate::{
     config_errors::config_file,
-    support::{Launch, WAIT_LIMIT, runtime, serial},
+    support::{WAIT_LIMIT, launch, runtime, serial},
     traces::Collector,
 };
 
@@ -39,7 +39,7 @@ fn an_outbound_call_carries_the_runs_trace() {
             &format!("[[scheduler.jobs]]\nname = \"hook\"\nevery_ms = 100\ntimeout_ms = 5000\nurl = \"{url}\"\n"),
         );
         let process = collector
-            .export_from(Launch::default().args(&["--config", &config]))
+            .export_from(launch().args(&["--config", &config]))
             .start()
             .await;
 

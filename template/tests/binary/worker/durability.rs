@@ -22,13 +22,13 @@ use super::{
     accepted_ids, diagnostic, finished_events, lost_jobs, sleep_job, stored_jobs, submit_load,
     until_finished,
 };
+use nebula_runtime::testing::{Answer, answer};
+
 use crate::{
     load::Load,
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
     proxy,
-    support::{
-        Answer, Counts, Launch, Process, WAIT_LIMIT, answer, client, runtime, serial, summary,
-    },
+    support::{Counts, Launch, Process, WAIT_LIMIT, client, runtime, serial, summary},
 };
 
 use nebula_runtime::{

@@ -16,12 +16,14 @@ use std::{
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+use nebula_runtime::testing::{Answer, answer, process::Logs};
+
 use crate::{
     config_errors::{case, check},
     load::{Load, Tally, assert_overload_memory_bounded, balancer, kib, rss_kib},
     support::{
-        Answer, BINARY, Counts, Launch, Logs, Process, WAIT_LIMIT, answer, assert_deadline_exit,
-        client, runtime, serial, summary,
+        BINARY, Counts, Launch, Process, WAIT_LIMIT, assert_deadline_exit, bare, client, launch,
+        runtime, serial, summary,
     },
 };
 
@@ -38,7 +40,7 @@ use {{crate_name}}::ENV_PREFIX;
 /// The default launch with the `diagnostic.sleep` kind registered: the
 /// job these tests submit.
 fn diagnostic() -> Launch {
-    Launch::default().setting("WORKER__DIAGNOSTIC_JOBS", true)
+    launch().setting("WORKER__DIAGNOSTIC_JOBS", true)
 }
 
 /// A `diagnostic.sleep` job with `args`.
@@ -185,8 +187,9 @@ pub mod writes {
 
     use crate::{
         load::{Load, Tally},
-        support::{Launch, Logs, Process, client},
+        support::{Launch, Process, client},
     };
+    use nebula_runtime::testing::process::Logs;
 
     /// The table the writes go to.
     pub const TABLE: &str = "jobs";
@@ -601,7 +604,7 @@ fn migrate_prepares_the_database_and_no_output_shows_the_password() {
             "{stdout}"
         );
         assert!(!stdout.contains("hunter2"), "{stdout}");
-        let (status, _, stderr) = Launch::bare()
+        let (status, _, stderr) = bare()
             .setting("DATABASE__URL", "postgres://app:hunter2@127.0.0.1:1/jobs")
             .setting("TIMEOUTS__DATABASE_MS", 200)
             .args(&["migrate"])
