@@ -87,17 +87,20 @@ fn passes_cargo_checks(service_type: &'static str) {
     if service_type != "scheduler" {
         runs_its_tmpfs_tests(service_type, project, locked);
     }
-    if service_type == "api" {
-        // The runtime's unit tests run once at the root of this repository,
-        // whose lock may hold newer crates than the services ship: run them
-        // once more on a service's lock (the three types' locks agree on
-        // the runtime's dependencies).
-        cargo_step(
-            service_type,
-            project,
-            &[&["test", "-p", "nebula-runtime"], locked].concat(),
-        );
-    }
+    // The runtime's tests run at the root of this repository on both
+    // engines (tests/runtime.rs), whose lock may hold newer crates than the
+    // services ship: run them once more on this type's lock, with the engine
+    // it builds (their PostgreSQL tests are left to the root run).
+    let engine: &[&str] = match service_type {
+        "worker" => &["--features", "jobs,testing"],
+        "scheduler" => &["--features", "scheduling,testing"],
+        _ => &["--features", "testing"],
+    };
+    cargo_step(
+        service_type,
+        project,
+        &[&["test", "-p", "nebula-runtime"], engine, locked].concat(),
+    );
     lints_and_format(service_type, project, locked);
 }
 

@@ -63,6 +63,12 @@ impl nebula_runtime::Service for App {
     fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError> {
         {{service_type}}::start(context)
     }
+{%- if service_type == "scheduler" %}
+
+    fn check_settings(settings: &Settings, problems: &mut nebula_runtime::settings::Problems) {
+        scheduler::check_settings(settings, problems);
+    }
+{%- endif %}
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The machinery every Nebula service shares: what a generated service
 //! runs on, tested once in the template's repository instead of in every
-//! service. A service's own code (its routes, job kinds or schedules, its
-//! settings section and its tests) sits on top of it.
+//! service. A service's own code (its routes, job kinds or scheduled
+//! actions, its settings section and its tests) sits on top of it.
 //!
 //! This crate is vendored into each generated project as `runtime/`. Do not
 //! edit it there: a template update replaces it whole (see its README).

@@ -24,7 +24,7 @@ use crate::{
     exit::Exit,
     http, prometheus,
     readiness::Readiness,
-    settings::{Section, Settings, duration_ms},
+    settings::{Problems, Section, Settings, duration_ms},
     shutdown::Shutdown,
     tasks::{BoxError, Context, TaskFailure, Tasks},
     timeouts::Timeouts,
@@ -71,8 +71,16 @@ pub trait Service: Sized + Send + Sync + 'static {
     /// behind its request layer.
     ///
     /// # Errors
-    /// When it cannot start; the binary exits 1 with the error.
+    /// When it cannot start; the binary exits 1 with the error (78 when it
+    /// is a [`SettingsError`](crate::settings::SettingsError)).
     fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError>;
+
+    /// Checks what only the service's code knows about its settings (that
+    /// each scheduled job's action is registered, say), recording each
+    /// problem under its dotted key as [`Section::validate`] does: the
+    /// loader reports them with where the value came from, before anything
+    /// starts, and `--check-config` with them. The default checks nothing.
+    fn check_settings(_settings: &Settings<Self>, _problems: &mut Problems) {}
 }
 
 /// Time that cancelled work gets, after the deadline, to log its outcome.

@@ -191,6 +191,7 @@ impl<S: Service> Settings<S> {
         self.shutdown.validate(problems);
         self.database.validate(problems);
         self.service.validate(problems);
+        S::check_settings(self, problems);
     }
 }
 

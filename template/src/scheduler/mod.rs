@@ -1,7 +1,7 @@
 //! The `scheduler` service type: its schedule is configuration
 //! (`[[scheduler.jobs]]`), run by the runtime's scheduling engine
 //! (`nebula_runtime::scheduling`: periods claimed once across replicas, the
-//! run history, the drain; the README's "Schedules" states the rules). A
+//! run history, the drain; the README's "Scheduled jobs" states the rules). A
 //! job calls a URL, or runs one of this service's own actions: register
 //! yours in [`actions`], beside the example [`Heartbeat`]. Settings they
 //! need go in [`ActionSettings`], read from `[scheduler.actions]`.
@@ -72,12 +72,17 @@ fn actions() -> Actions {
     actions
 }
 
+/// Checks that every job's action is registered: `--check-config` and the
+/// start report one that is not with where it was set, exit code 78.
+pub fn check_settings(settings: &crate::Settings, problems: &mut Problems) {
+    actions().check(&settings.service.jobs, problems);
+}
+
 /// Starts the scheduling engine with this service's actions; returns the
 /// run history's route.
 ///
 /// # Errors
-/// When a job names an action that is not registered (exit code 78), or the
-/// database cannot be opened.
+/// When the database cannot be opened.
 pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> {
     scheduling::start(context, &actions())
 }

@@ -17,26 +17,23 @@ mod held_request;
 use self::held_request::{HeldRequest, hold_every_permit};
 use tokio::net::TcpStream;
 
-use nebula_runtime::testing::{Answer, answer};
+use nebula_runtime::{
+    Exit,
+    testing::{
+        Answer, Engine, TestDatabase, answer,
+        metrics::{sample, series},
+        process::unpooled_client as client,
+    },
+};
 
 use crate::{
     load::{Load, assert_overload_memory_bounded, balancer, kib, rss_kib},
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
     proxy,
     support::{
-        Counts, Process, assert_deadline_exit, client, deadline_summary, launch, runtime, serial,
-        summary,
+        Counts, Process, assert_deadline_exit, deadline_summary, launch, runtime, serial, summary,
     },
 };
-
-use nebula_runtime::{
-    Exit,
-    testing::{
-        Engine, TestDatabase,
-        metrics::{sample, series},
-    },
-};
-
 fn create_load(process: &Process, clients: usize, limit: usize) -> Load {
     let url = process.url("/v1/items");
     Load::start(clients, limit, move |http| {
@@ -54,10 +51,12 @@ pub mod writes {
 
     use crate::{
         load::{Load, Tally},
-        support::{Launch, Process, client},
+        support::{Launch, Process},
     };
-    use nebula_runtime::testing::TestDatabase;
-    use nebula_runtime::testing::process::Logs;
+    use nebula_runtime::testing::{
+        TestDatabase,
+        process::{Logs, unpooled_client as client},
+    };
 
     /// The table the writes go to.
     pub const TABLE: &str = "items";

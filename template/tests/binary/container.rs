@@ -22,11 +22,14 @@ use std::{
 };
 
 use self::deployment::{Dockerfile, pod_env};
-use crate::support::{BINARY, Counts, Launch, bare, client, runtime, serial, summary};
+use crate::support::{BINARY, Counts, Launch, bare, runtime, serial, summary};
 
 use nebula_runtime::{
     Exit,
-    testing::metrics::{assert_all_prefixed, count, series},
+    testing::{
+        metrics::{assert_all_prefixed, count, series},
+        process::unpooled_client as client,
+    },
 };
 
 use {{crate_name}}::SERVICE_KIND;

@@ -25,11 +25,9 @@ use serde_json::Value;
 use sqlx::Connection;
 use tempfile::TempDir;
 
-use nebula_runtime::testing::{Answer, answer, process::Logs};
-
 use crate::{
     load::{Load, Tally},
-    support::{Counts, Process, WAIT_LIMIT, client, runtime, serial, summary},
+    support::{Counts, Process, WAIT_LIMIT, runtime, serial, summary},
 };
 
 use crate::{{service_type}}::writes;
@@ -37,8 +35,9 @@ use crate::{{service_type}}::writes;
 use nebula_runtime::{
     Exit,
     testing::{
-        Engine, TestDatabase,
+        Answer, Engine, TestDatabase, answer,
         metrics::{sample, series},
+        process::{Logs, unpooled_client as client},
     },
 };
 

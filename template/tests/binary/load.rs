@@ -11,9 +11,9 @@ use std::{
 
 use tokio::task::JoinSet;
 
-use nebula_runtime::testing::{Answer, answer};
+use nebula_runtime::testing::{Answer, answer, process::unpooled_client as client};
 
-use crate::support::{Process, client};
+use crate::support::Process;
 
 /// What the clients saw, by kind of answer.
 #[derive(Debug, Default, Clone)]

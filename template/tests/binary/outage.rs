@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use nebula_runtime::testing::{Answer, answer};
+use nebula_runtime::testing::{Answer, answer, process::unpooled_client as client};
 
-use crate::support::{WAIT_LIMIT, client};
-
+use crate::support::WAIT_LIMIT;
 /// How a test takes PostgreSQL away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outage {

@@ -10,7 +10,7 @@ use std::{
 use nebula_runtime::Exit;
 pub use nebula_runtime::testing::{
     WAIT_LIMIT,
-    process::{Exited, Launch, Process, unpooled_client as client},
+    process::{Exited, Launch, Process},
 };
 use serde_json::Value;
 
@@ -40,11 +40,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn launch() -> Launch {
     Launch::new(BINARY, ENV_PREFIX)
 }
+{%- if deployment == "kubernetes" or service_type == "worker" %}
 
 /// The binary with no arguments and no settings of its own.
 pub fn bare() -> Launch {
     Launch::bare(BINARY, ENV_PREFIX)
 }
+{%- endif %}
 
 /// Checks an exit at the drain deadline: the deadline code, no sooner than
 /// the grace after the signal and no later than 2 s past it (the cancel

@@ -17,11 +17,8 @@ use opentelemetry_proto::tonic::{
 use prost::Message;
 use tokio::net::TcpListener;
 
-use crate::support::{
-    Counts, Launch, Process, WAIT_LIMIT, client, launch, runtime, serial, summary,
-};
-
-use nebula_runtime::{Exit, otel::FLUSH_TIMEOUT};
+use crate::support::{Counts, Launch, Process, WAIT_LIMIT, launch, runtime, serial, summary};
+use nebula_runtime::{Exit, otel::FLUSH_TIMEOUT, testing::process::unpooled_client as client};
 
 /// The trace id and parent span id a caller sends in `traceparent`.
 pub const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

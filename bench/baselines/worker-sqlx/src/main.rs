@@ -26,7 +26,7 @@ use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use sqlx::{AnyPool, Executor, any::AnyPoolOptions};
 
 /// The worker's table, read from the template so both sides share it.
-const SCHEMA: &str = include_str!("../../../../template/src/worker/migrations/0001_jobs.sql");
+const SCHEMA: &str = include_str!("../../../../template/runtime/src/jobs/migrations/0001_jobs.sql");
 
 #[derive(Clone)]
 struct App {

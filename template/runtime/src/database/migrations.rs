@@ -27,7 +27,8 @@ use sqlx::{
 use super::{Backend, Database, DbError};
 
 /// The first version a service's own migrations may use; the runtime's
-/// engines number theirs below it.
+/// engines number theirs below it (the job engine 1 to 99, the scheduling
+/// engine 101 to 199).
 pub const FIRST_SERVICE_VERSION: i64 = 1000;
 
 /// One migration: a version, a short description and its SQL, written to
@@ -53,7 +54,7 @@ pub enum MigrationError {
     Migrate(#[source] MigrateError),
     /// Two migrations have the same version.
     #[error(
-        "migrations \"{first}\" and \"{second}\" both have version {version}: give one another version (the runtime's engines use versions below 1000)"
+        "migrations \"{first}\" and \"{second}\" both have version {version}: give one another version (the runtime's engines use versions below {FIRST_SERVICE_VERSION})"
     )]
     VersionUsedTwice {
         /// The version.
@@ -108,25 +109,28 @@ pub async fn migrate_command<S: crate::Service>(
 }
 
 #[derive(Debug)]
-struct Embedded(Vec<Migration>);
+struct Embedded(Vec<sqlx::migrate::Migration>);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<sqlx::migrate::Migration>, BoxDynError>> {
-        let migrations = self
-            .0
-            .into_iter()
-            .map(|migration| {
-                sqlx::migrate::Migration::new(
-                    migration.version,
-                    migration.description.into(),
-                    MigrationType::Simple,
-                    migration.sql.into(),
-                    false,
-                )
-            })
-            .collect();
-        Box::pin(async move { Ok(migrations) })
+        Box::pin(async move { Ok(self.0) })
     }
+}
+
+/// The migrations as sqlx runs them, their checksums computed.
+fn resolved(migrations: &[Migration]) -> Vec<sqlx::migrate::Migration> {
+    migrations
+        .iter()
+        .map(|migration| {
+            sqlx::migrate::Migration::new(
+                migration.version,
+                migration.description.into(),
+                MigrationType::Simple,
+                migration.sql.into(),
+                false,
+            )
+        })
+        .collect()
 }
 
 /// The migrations of `lists` as one history, in version order.
@@ -161,7 +165,7 @@ pub async fn migrate(
     database: &Database,
     lists: &[&'static [Migration]],
 ) -> Result<(), MigrationError> {
-    let migrations = history(lists)?;
+    let migrations = resolved(&history(lists)?);
     let count = migrations.len();
     if database.backend() == Backend::Sqlite {
         // Persistent in the file; set before the first table is written.
@@ -174,6 +178,7 @@ pub async fn migrate(
             })
             .await?;
     }
+    carry_renumbered(database, &migrations).await?;
     let migrator = Migrator::new(Embedded(migrations))
         .await
         .map_err(MigrationError::Migrate)?;
@@ -196,6 +201,80 @@ pub async fn migrate(
         }
     }
     make_probe_table(database).await;
+    Ok(())
+}
+
+/// Moves the record of each migration that was renumbered (applied under
+/// one version, now known under another, with the same description and
+/// SQL) to its new version. Without it, sqlx would refuse the database for
+/// the version it no longer knows: the runtime's range below 1000 moved the
+/// scheduler's run table from 1 to 101 and the api's items from 1 to 1000.
+/// Hand-written because sqlx has no notion of a renumbered migration; a
+/// repeat by another replica matches no row.
+async fn carry_renumbered(
+    database: &Database,
+    migrations: &[sqlx::migrate::Migration],
+) -> Result<(), DbError> {
+    let recorded = match database.backend() {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+        }
+    };
+    let tables: i64 = database
+        .run("find_migration_records", async {
+            sqlx::query_scalar(recorded)
+                .fetch_one(database.pool())
+                .await
+        })
+        .await?;
+    if tables == 0 {
+        return Ok(());
+    }
+    let applied: Vec<(i64, String, Vec<u8>)> = database
+        .run("read_migration_records", async {
+            sqlx::query_as("SELECT version, description, checksum FROM _sqlx_migrations")
+                .fetch_all(database.pool())
+                .await
+        })
+        .await?;
+    let known = |version: i64| {
+        migrations
+            .iter()
+            .any(|migration| migration.version == version)
+    };
+    let applied_at = |version: i64| applied.iter().any(|(applied, ..)| *applied == version);
+    for (old, description, checksum) in &applied {
+        if known(*old) {
+            continue;
+        }
+        let Some(renumbered) = migrations.iter().find(|migration| {
+            migration.description == description.as_str()
+                && migration.checksum.as_ref() == checksum.as_slice()
+                && !applied_at(migration.version)
+        }) else {
+            continue;
+        };
+        let new = renumbered.version;
+        database
+            .run("renumber_migration_record", async {
+                sqlx::query("UPDATE _sqlx_migrations SET version = $1 WHERE version = $2")
+                    .bind(new)
+                    .bind(*old)
+                    .execute(database.pool())
+                    .await
+                    .map(drop)
+            })
+            .await?;
+        tracing::info!(
+            migration.description = %description,
+            from = old,
+            to = new,
+            "migration record moved to its new version"
+        );
+    }
     Ok(())
 }
 
@@ -280,5 +359,51 @@ mod tests {
             message.starts_with("migrations \"engine two\" and \"own\" both have version 2"),
             "{message}"
         );
+    }
+
+    /// A database migrated when a migration had another version keeps
+    /// its record: the migration is not run again, nor refused.
+    async fn a_renumbered_migration_keeps_its_record(database: &Database) {
+        const BEFORE: &[Migration] = &[Migration {
+            version: 1,
+            description: "items",
+            sql: "CREATE TABLE items (id BIGINT)",
+        }];
+        const AFTER: &[Migration] = &[Migration {
+            version: FIRST_SERVICE_VERSION,
+            description: "items",
+            sql: "CREATE TABLE items (id BIGINT)",
+        }];
+        migrate(database, &[BEFORE]).await.unwrap();
+        migrate(database, &[AFTER]).await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(database.pool())
+            .await
+            .unwrap();
+        assert_eq!(versions, [FIRST_SERVICE_VERSION]);
+    }
+
+    #[tokio::test]
+    async fn a_renumbered_migration_keeps_its_record_on_sqlite() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let url = format!("sqlite://{}/test.db?mode=rwc", folder.path().display());
+        a_renumbered_migration_keeps_its_record(&open(&url)).await;
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: set NEBULA_TEST_POSTGRES_URL and run with --include-ignored"]
+    async fn a_renumbered_migration_keeps_its_record_on_postgres() {
+        use crate::testing::{Engine, TestDatabase};
+        let test = TestDatabase::create(Engine::Postgres, "renumbered").await;
+        a_renumbered_migration_keeps_its_record(&open(test.url.expose())).await;
+    }
+
+    fn open(url: &str) -> Database {
+        let settings = super::super::Settings {
+            url: super::super::DatabaseUrl::new(url.to_owned()),
+            ..super::super::Settings::with_url("sqlite://unused")
+        };
+        Database::open(&settings, std::time::Duration::from_secs(5)).unwrap()
     }
 }

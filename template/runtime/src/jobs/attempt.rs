@@ -118,7 +118,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::jobs::{DiagnosticSleep, JobContext, JobId, Kinds, SleepArgs};
+    use crate::jobs::{JobContext, JobId, Kinds, SleepArgs, diagnostic::DiagnosticSleep};
 
     fn policy() -> RetryPolicy {
         RetryPolicy {

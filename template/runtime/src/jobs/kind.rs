@@ -260,7 +260,12 @@ impl Kinds {
     ///
     /// # Errors
     /// [`Refused`], with a message naming the kind or the field.
-    pub fn check(&self, kind: &str, args: &str, default_max_attempts: u32) -> Result<u32, Refused> {
+    pub(crate) fn check(
+        &self,
+        kind: &str,
+        args: &str,
+        default_max_attempts: u32,
+    ) -> Result<u32, Refused> {
         let registered = self.get(kind)?;
         registered.check(args).map_err(Refused::Args)?;
         Ok(registered.max_attempts().unwrap_or(default_max_attempts))
@@ -271,7 +276,12 @@ impl Kinds {
     /// # Errors
     /// [`Refused`] when its kind is no longer registered or its stored
     /// arguments no longer decode: the job fails without another attempt.
-    pub fn prepare(&self, kind: &str, args: &str, job: JobContext) -> Result<Prepared, Refused> {
+    pub(crate) fn prepare(
+        &self,
+        kind: &str,
+        args: &str,
+        job: JobContext,
+    ) -> Result<Prepared, Refused> {
         let registered = self.get(kind)?;
         let attempt = registered.attempt(args, job).map_err(Refused::Args)?;
         Ok(Prepared {

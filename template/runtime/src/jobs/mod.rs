@@ -22,7 +22,7 @@
 //!   queue, their attempt not counted. Queued jobs wait in the database for
 //!   the next start or another replica.
 //!
-//! Metrics: the series named below, described in [`describe_metrics`].
+//! Metrics: the series named below.
 
 mod attempt;
 mod backoff;
@@ -49,11 +49,12 @@ use self::{
     attempt::RetryPolicy,
     backoff::Backoff,
     commit::Backlog,
+    diagnostic::DiagnosticSleep,
     kind::Attempt,
     store::{Claimed, NewJob, Store},
 };
 pub use self::{
-    diagnostic::{DiagnosticSleep, MAX_CPU_ROUNDS, SleepArgs},
+    diagnostic::SleepArgs,
     job::JobId,
     kind::{JobContext, JobError, JobKind, Kinds},
     settings::Settings,
@@ -87,8 +88,8 @@ pub const QUEUE_DEPTH: &str = "nebula_job_queue_depth";
 /// Gauge of the most jobs that may wait (`worker.queue_capacity`).
 pub const QUEUE_CAPACITY: &str = "nebula_job_queue_capacity";
 
-/// Describes the worker's series for `/metrics`.
-pub fn describe_metrics() {
+/// Describes the engine's series for `/metrics`.
+fn describe_metrics() {
     metrics::describe_counter!(JOBS, "Jobs finished, by outcome: succeeded or failed");
     metrics::describe_histogram!(
         JOB_DURATION,

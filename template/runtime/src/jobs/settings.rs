@@ -113,13 +113,13 @@ impl<K> Settings<K> {
 
     /// `lease_ms` as a duration.
     #[must_use]
-    pub fn lease(&self) -> Duration {
+    pub(super) fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
     }
 
     /// `heartbeat_ms` as a duration.
     #[must_use]
-    pub fn heartbeat(&self) -> Duration {
+    pub(super) fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
 }

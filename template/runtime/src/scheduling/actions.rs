@@ -6,7 +6,11 @@ use std::{collections::BTreeMap, sync::Arc};
 use futures_util::future::BoxFuture;
 
 use super::{Action, HttpCall, JobSettings};
-use crate::{outbound::HttpClient, settings::SettingsError, tasks::BoxError};
+use crate::{
+    outbound::HttpClient,
+    settings::{Problems, SettingsError},
+    tasks::BoxError,
+};
 
 /// The registry of a service's actions. Register each under the name the
 /// schedule gives it.
@@ -22,9 +26,17 @@ impl Actions {
         Self::default()
     }
 
-    /// Registers `action` under `name`, replacing one registered before.
+    /// Registers `action` under `name`, the name a job's `action` gives.
+    ///
+    /// # Panics
+    /// When an action is already registered under `name`: two would be a
+    /// mistake in the service's code, found by its first test.
     pub fn register<A: Action>(&mut self, name: &'static str, action: A) {
-        self.by_name.insert(name, Arc::new(action));
+        let earlier = self.by_name.insert(name, Arc::new(action));
+        assert!(
+            earlier.is_none(),
+            "two actions are registered as \"{name}\""
+        );
     }
 
     /// The registered names, sorted.
@@ -32,17 +44,18 @@ impl Actions {
         self.by_name.keys().copied()
     }
 
-    /// Fails on the first job that names an action not registered, naming
-    /// the job's key and the actions there are.
-    pub(super) fn check(&self, jobs: &[JobSettings]) -> Result<(), SettingsError> {
+    /// Records each job of `jobs` that names an action not registered,
+    /// naming the job's key and the actions there are. A service calls it
+    /// from its `Service::check_settings`, so that the loader reports it
+    /// with where the value came from; [`super::start`] checks again.
+    pub fn check(&self, jobs: &[JobSettings], problems: &mut Problems) {
         for (index, job) in jobs.iter().enumerate() {
             let Some(name) = &job.action else { continue };
             if !self.by_name.contains_key(name.as_str()) {
                 let known: Vec<&str> = self.names().collect();
-                return Err(SettingsError::Invalid {
-                    key: format!("scheduler.jobs[{index}].action"),
-                    origin: "the loaded settings".to_owned(),
-                    reason: format!(
+                problems.add(
+                    format!("scheduler.jobs[{index}].action"),
+                    format!(
                         "no action is named \"{name}\"; this service has: {}",
                         if known.is_empty() {
                             "none".to_owned()
@@ -50,10 +63,23 @@ impl Actions {
                             known.join(", ")
                         }
                     ),
-                });
+                );
             }
         }
-        Ok(())
+    }
+
+    /// [`Actions::check`] at start: the first problem, as a settings error.
+    pub(super) fn check_at_start(&self, jobs: &[JobSettings]) -> Result<(), SettingsError> {
+        let mut problems = Problems::default();
+        self.check(jobs, &mut problems);
+        match problems.into_inner().into_iter().next() {
+            None => Ok(()),
+            Some((key, reason)) => Err(SettingsError::Invalid {
+                key,
+                origin: "the settings the service started with".to_owned(),
+                reason,
+            }),
+        }
     }
 
     /// What `job` runs: its registered action, or a call to its URL.

@@ -1,5 +1,5 @@
-//! The example scheduled action: a GET to a configured URL, through the
-//! runtime's outbound client (TLS, the 10 s rule, trace context).
+//! What a job with a `url` runs: a GET to that URL, through the runtime's
+//! outbound client (TLS, the 10 s rule, trace context).
 
 use crate::{
     outbound::{HttpClient, Method, Url, parse_http_url},

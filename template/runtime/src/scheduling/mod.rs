@@ -61,7 +61,7 @@ where
     A: ServiceSchedule,
 {
     let settings = context.settings;
-    actions.check(&settings.service.jobs)?;
+    actions.check_at_start(&settings.service.jobs)?;
     schedule::describe_metrics();
     claims::describe_metrics();
     let database::Started {

@@ -510,7 +510,7 @@ async fn a_job_naming_an_action_not_registered_stops_the_start_as_bad_configurat
     let message = format!("{:#}", anyhow_like(&error));
     assert_eq!(
         message,
-        "cannot start the service: invalid setting `scheduler.jobs[0].action` (from the loaded settings): no action is named \"test.cuont\"; this service has: test.count"
+        "cannot start the service: invalid setting `scheduler.jobs[0].action` (from the settings the service started with): no action is named \"test.cuont\"; this service has: test.count"
     );
 }
 

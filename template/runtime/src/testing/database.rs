@@ -122,10 +122,9 @@ impl TestDatabase {
     }
 }
 
-/// The URL of a SQLite file `jobs.db` in `folder`.
-#[must_use]
-pub fn sqlite_url(folder: &Path) -> DatabaseUrl {
-    DatabaseUrl::new(format!("sqlite://{}/jobs.db?mode=rwc", folder.display()))
+/// The URL of a SQLite file `test.db` in `folder`.
+fn sqlite_url(folder: &Path) -> DatabaseUrl {
+    DatabaseUrl::new(format!("sqlite://{}/test.db?mode=rwc", folder.display()))
 }
 
 /// `admin` with its database name replaced by `name`.

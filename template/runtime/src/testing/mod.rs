@@ -15,7 +15,7 @@ pub mod process;
 mod service;
 
 pub use self::{
-    database::{Engine, POSTGRES_URL_VAR, TestDatabase, sqlite_url},
+    database::{Engine, POSTGRES_URL_VAR, TestDatabase},
     logs::{CaptureGuard, Logs},
     service::{Answer, Running, WAIT_LIMIT, answer, eventually, settings, start, start_unready},
 };

@@ -22,20 +22,17 @@ use super::{
     accepted_ids, diagnostic, finished_events, lost_jobs, sleep_job, stored_jobs, submit_load,
     until_finished,
 };
-use nebula_runtime::testing::{Answer, answer};
+use nebula_runtime::{
+    Exit,
+    testing::{Answer, Engine, TestDatabase, answer, process::unpooled_client as client},
+};
 
 use crate::{
     load::Load,
     outage::{Outage, POSTGRES_CTL_VAR, control_server, wait_for_status},
     proxy,
-    support::{Counts, Launch, Process, WAIT_LIMIT, client, runtime, serial, summary},
+    support::{Counts, Launch, Process, WAIT_LIMIT, runtime, serial, summary},
 };
-
-use nebula_runtime::{
-    Exit,
-    testing::{Engine, TestDatabase},
-};
-
 /// Worker slots per process in these tests.
 const WORKERS: usize = 4;
 

@@ -16,25 +16,23 @@ use std::{
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use nebula_runtime::testing::{Answer, answer, process::Logs};
+use nebula_runtime::{
+    Exit,
+    testing::{
+        Answer, TestDatabase, answer,
+        metrics::{count, series},
+        process::{Logs, unpooled_client as client},
+    },
+};
 
 use crate::{
     config_errors::{case, check},
     load::{Load, Tally, assert_overload_memory_bounded, balancer, kib, rss_kib},
     support::{
-        BINARY, Counts, Launch, Process, WAIT_LIMIT, assert_deadline_exit, bare, client, launch,
-        runtime, serial, summary,
+        BINARY, Counts, Launch, Process, WAIT_LIMIT, assert_deadline_exit, bare, launch, runtime,
+        serial, summary,
     },
 };
-
-use nebula_runtime::{
-    Exit,
-    testing::{
-        TestDatabase,
-        metrics::{count, series},
-    },
-};
-
 use {{crate_name}}::ENV_PREFIX;
 
 /// The default launch with the `diagnostic.sleep` kind registered: the
@@ -183,14 +181,15 @@ pub mod writes {
         accepted_ids, finished_events, lost_jobs, sleep_job, stored_jobs, submit_load,
         until_finished,
     };
-    use nebula_runtime::testing::TestDatabase;
+    use nebula_runtime::testing::{
+        TestDatabase,
+        process::{Logs, unpooled_client as client},
+    };
 
     use crate::{
         load::{Load, Tally},
-        support::{Launch, Process, client},
+        support::{Launch, Process},
     };
-    use nebula_runtime::testing::process::Logs;
-
     /// The table the writes go to.
     pub const TABLE: &str = "jobs";
 

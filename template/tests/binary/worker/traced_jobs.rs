@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 
 use super::{diagnostic, sleep_job};
 use crate::{
-    support::{Process, WAIT_LIMIT, client, runtime, serial},
+    support::{Process, WAIT_LIMIT, runtime, serial},
     traces::{CALLER_SPAN, CALLER_TRACE, Collector, caller_traceparent},
 };
+use nebula_runtime::testing::process::unpooled_client as client;
 
 /// Waits (bounded) until the job has succeeded.
 async fn until_succeeded(process: &Process, id: &str) {
