@@ -131,12 +131,21 @@ fn describe_metrics() {
 /// `POST /jobs` and `GET /jobs/{id}`.
 ///
 /// # Errors
-/// When the database URL is unusable or its data folder cannot be made.
+/// When the service is not of kind `worker` (its settings are read from
+/// `[worker]`, the section the engine's errors name), or the database URL
+/// is unusable or its data folder cannot be made.
 pub fn start<S, K>(context: &mut Context<'_, S>, mut kinds: Kinds) -> Result<Router, BoxError>
 where
     S: Service<Settings = Settings<K>>,
     K: Section,
 {
+    if S::KIND != "worker" {
+        return Err(format!(
+            "the job engine runs in a service of kind worker, not {}",
+            S::KIND
+        )
+        .into());
+    }
     let settings = context.settings;
     describe_metrics();
     if settings.service.diagnostic_jobs {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::{JobContext, JobError, JobId, JobKind, Kinds, MIGRATIONS, NewJob, Store};
 use crate::{
-    Service, Stopped,
+    BoundService, RunError, Service, Shutdown, Stopped,
     database::{self, Database, DatabaseUrl, Migration},
     settings::NoSettings,
     tasks::{BoxError, Context},
@@ -841,4 +841,40 @@ async fn a_database_down_at_start_leaves_the_service_alive_but_not_ready() {
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
+}
+
+/// A service of another kind than `worker` that starts the engine.
+struct Misnamed;
+
+impl Service for Misnamed {
+    const KIND: &'static str = "jobs";
+    const NAME: &'static str = "misnamed";
+    const VERSION: &'static str = "0.0.1";
+    const DESCRIPTION: &'static str = "A service whose section is not [worker]";
+    const ENV_PREFIX: &'static str = "MISNAMED";
+    const DEFAULT_PORT: u16 = 8080;
+    const DEFAULT_DATABASE_URL: &'static str = "sqlite://data/misnamed.db?mode=rwc";
+    const TIMEOUTS: Timeouts = Timeouts::NEBULA;
+    const MIGRATIONS: &'static [&'static [Migration]] = &[MIGRATIONS];
+    type Settings = super::Settings<NoSettings>;
+
+    fn start(context: &mut Context<'_, Self>) -> Result<Router, BoxError> {
+        super::start(context, Kinds::new())
+    }
+}
+
+/// The engine's errors name `worker.*` keys, so it refuses to run in a
+/// service whose section has another name.
+#[tokio::test]
+async fn the_engine_runs_only_in_a_service_of_kind_worker() {
+    let service = BoundService::bind(crate::testing::settings::<Misnamed>())
+        .await
+        .unwrap();
+    let Err(RunError::Start(error)) = service.run(Shutdown::new()).await else {
+        panic!("the start should fail");
+    };
+    assert_eq!(
+        error.to_string(),
+        "the job engine runs in a service of kind worker, not jobs"
+    );
 }

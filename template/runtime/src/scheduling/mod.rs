@@ -52,7 +52,9 @@ use crate::{
 /// route, `GET /runs`.
 ///
 /// # Errors
-/// A [`SettingsError`](crate::settings::SettingsError) when a job names an action that `actions` does not
+/// When the service is not of kind `scheduler` (its settings are read from
+/// `[scheduler]`, the section the engine's errors name). A
+/// [`SettingsError`](crate::settings::SettingsError) when a job names an action that `actions` does not
 /// hold; otherwise when the database URL is unusable or its data folder
 /// cannot be made, or the HTTP client cannot be built.
 pub fn start<S, A>(context: &mut Context<'_, S>, actions: &Actions) -> Result<Router, BoxError>
@@ -60,6 +62,13 @@ where
     S: Service<Settings = Settings<A>>,
     A: ServiceSchedule,
 {
+    if S::KIND != "scheduler" {
+        return Err(format!(
+            "the scheduling engine runs in a service of kind scheduler, not {}",
+            S::KIND
+        )
+        .into());
+    }
     let settings = context.settings;
     actions.check_at_start(&settings.service.jobs)?;
     schedule::describe_metrics();
