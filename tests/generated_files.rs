@@ -24,16 +24,13 @@ use common::{Generated, SERVICE_TYPES, files_below, raw_template_dir, read_text}
 const GENERATED_RUST_VERSION: &str = "1.92";
 
 /// Files that `deployment=kubernetes` (the default) adds, and `none` leaves out.
-const DEPLOYMENT_FILES: [&str; 9] = [
+const DEPLOYMENT_FILES: [&str; 6] = [
     "Dockerfile",
     ".dockerignore",
     "deploy/kubernetes/configmap.yaml",
     "deploy/kubernetes/deployment.yaml",
     "deploy/kubernetes/service.yaml",
     "deploy/kubernetes/poddisruptionbudget.yaml",
-    "tests/deployment.rs",
-    "tests/shared/deployment.rs",
-    "tests/binary/container.rs",
 ];
 
 /// Files that `ci=github` (the default) adds, and `none` leaves out.
@@ -265,7 +262,7 @@ fn leaves_out_deployment_and_ci(service_type: &'static str) {
     let project = &generated.project;
     let mut problems = check_optional(project, "deployment", &DEPLOYMENT_FILES, false);
     problems.extend(check_optional(project, "ci", &CI_FILES, false));
-    for folder in ["deploy", ".github", "tests/shared"] {
+    for folder in ["deploy", ".github"] {
         let path = project.join(folder);
         if path.is_dir() && files_below(&path).is_empty() {
             problems.push(format!("{folder}/ is left empty"));
@@ -344,10 +341,9 @@ fn differences_between(
     differences(&one.project, &other.project)
 }
 
-/// `database` shapes only the deployment files, their tests and the docs:
-/// the code is the same (the container test differs in a comment), which
-/// is why the harness runs only `tests/deployment.rs` of the postgres
-/// variant (`cargo_checks`).
+/// `database` shapes only the deployment files and the docs: the code is
+/// the same, which is why the harness runs only the deployment checks on
+/// the postgres variant (`cargo_checks`).
 #[test]
 fn the_database_option_changes_only_the_deployment_files() {
     for service_type in SERVICE_TYPES {
@@ -358,8 +354,6 @@ fn the_database_option_changes_only_the_deployment_files() {
             "README.md",
             "deploy/kubernetes/deployment.yaml",
             CLAIM[0],
-            "tests/binary/container.rs",
-            "tests/deployment.rs",
         ];
         assert_eq!(
             differing, expected,

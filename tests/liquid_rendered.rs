@@ -188,7 +188,7 @@ fn scheduler() {
     is_fully_rendered("scheduler");
 }
 
-/// The other branch of the deployment files and their tests.
+/// The other branch of the deployment files.
 #[test]
 fn every_type_on_postgres() {
     for service_type in ["api", "worker", "scheduler"] {

@@ -8,9 +8,7 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use common::{
-    POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env, raw_template_dir,
-};
+use common::{POSTGRES_URL_VAR, TestPostgres, cargo_step, cargo_step_with_env, raw_template_dir};
 
 /// The feature sets linted: none, what each service type builds (its
 /// dependency and its dev-dependency, unified), and all of them.

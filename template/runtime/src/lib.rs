@@ -35,6 +35,8 @@ pub mod healthcheck;
 pub mod http;
 #[cfg(feature = "jobs")]
 pub mod jobs;
+#[cfg(all(test, feature = "testing"))]
+mod lifecycle_tests;
 #[cfg(feature = "otel")]
 pub mod otel;
 #[cfg(feature = "outbound")]

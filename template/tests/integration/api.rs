@@ -1,18 +1,14 @@
-//! The `api` type: the example resource, load shedding, and requests that
-//! finish during the drain.
+//! The `api` type: the example resource, its errors, its metrics, and the
+//! database faults its routes answer.
 
 use serde_json::{Value, json};
 
-#[path = "../shared/held_request.rs"]
-mod held_request;
-
-use self::held_request::hold_every_permit;
 use crate::support::settings;
 
 use nebula_runtime::{
     Stopped,
     testing::{
-        Answer, Engine, Logs, Running, TestDatabase, answer, eventually,
+        Engine, Logs, Running, TestDatabase, eventually,
         metrics::{count, series},
         start,
     },
@@ -338,34 +334,4 @@ async fn invalid_items_are_refused_with_a_json_error() {
     assert_eq!(unknown_field.status(), 422);
 
     service.stop().await.unwrap();
-}
-
-/// One request is held in flight by sending its body slowly. While it
-/// holds the only concurrency permit, other requests are shed with 503 and
-/// `Retry-After`; after shutdown is requested it still completes, and later
-/// connections are refused.
-#[tokio::test]
-async fn excess_requests_are_shed_and_in_flight_requests_finish_during_the_drain() {
-    let mut settings = settings();
-    settings.http.max_concurrent_requests = 1;
-    let service = start(settings).await;
-
-    let slow = hold_every_permit(service.address, "/v1/items", "slow", 1)
-        .await
-        .remove(0);
-
-    service.shutdown.request();
-    let response = slow.finish().await;
-    assert!(
-        response.starts_with("HTTP/1.1 201"),
-        "in-flight request should complete: {response}"
-    );
-
-    let address = service.address;
-    assert_eq!(service.finished().await.unwrap(), Stopped::Drained);
-    let late = reqwest::Client::new()
-        .get(format!("http://{address}/v1/items/x"))
-        .send()
-        .await;
-    assert_eq!(answer(late), Answer::Refused);
 }

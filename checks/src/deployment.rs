@@ -1,17 +1,15 @@
 //! Reads the deployment files, the `Dockerfile` and `deploy/kubernetes/`,
-//! so that tests can hold them to the service's own settings and code.
+//! of the project under check, so that checks can hold them to what its
+//! binary loads and serves.
 
-// The deployment tests and the binary tests each use a different part.
-#![allow(dead_code, reason = "not every test crate uses every helper")]
-
-use std::{fs, path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::project;
+
 fn project_file(path: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
-    fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+    project().file(path)
 }
 
 /// What the runtime stage of the `Dockerfile` sets, plus its global `ARG`s.

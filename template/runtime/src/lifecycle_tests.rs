@@ -1,26 +1,35 @@
-//! What every service type shares: probes, request ids, and the shutdown
-//! phases.
+//! What every service gets from the runtime, tested once on the runtime's
+//! test service, in-process: probes, request ids, request metrics by route
+//! template, the shutdown phases, and a panicking handler.
 
 use axum::{Router, body::Body, http::Request, routing::get};
-use nebula_runtime::{
-    Stopped, http,
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::{
+    Settings, Stopped, http,
     readiness::Readiness,
+    test_service::TestService,
     testing::{
-        Answer, Logs, answer,
+        self, Answer, Logs, TestDatabase, answer,
         metrics::{assert_all_prefixed, count, series},
         start,
     },
 };
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-use crate::support::settings;
-
-use {{crate_name}}::{SERVICE_KIND, Settings};
+/// Test settings on a SQLite database of the test's own, kept alive
+/// alongside.
+fn settings() -> (Settings<TestService>, TestDatabase) {
+    let database = TestDatabase::sqlite();
+    let mut settings = testing::settings::<TestService>();
+    settings.database.url = database.url.clone();
+    (settings, database)
+}
 
 #[tokio::test]
 async fn probes_answer_while_running() {
-    let service = start(settings()).await;
+    let (settings, _database) = settings();
+    let service = start(settings).await;
 
     let health = service.get("/healthz").await.unwrap();
     assert_eq!(health.status(), 200);
@@ -41,7 +50,8 @@ async fn probes_answer_while_running() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_never_by_id() {
-    let service = start(settings()).await;
+    let (settings, _database) = settings();
+    let service = start(settings).await;
     for _ in 0..3 {
         assert_eq!(service.get("/healthz").await.unwrap().status(), 200);
     }
@@ -91,10 +101,7 @@ async fn metrics_count_requests_by_route_template_never_by_id() {
     assert!(count(&text, &unmatched) >= 1, "{unmatched}");
     let info = series(
         "nebula_service_info",
-        &[
-            ("kind", SERVICE_KIND),
-            ("version", env!("CARGO_PKG_VERSION")),
-        ],
+        &[("kind", "test"), ("version", "0.0.1")],
     );
     assert_eq!(count(&text, &info), 1);
     for id in ["id-5c1f9a", "req-8d2e4b"] {
@@ -106,7 +113,8 @@ async fn metrics_count_requests_by_route_template_never_by_id() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
-    let service = start(settings()).await;
+    let (settings, _database) = settings();
+    let service = start(settings).await;
 
     let given = service
         .client
@@ -126,7 +134,7 @@ async fn request_ids_are_echoed_or_generated() {
 
 #[tokio::test]
 async fn readiness_turns_503_as_soon_as_the_drain_starts() {
-    let mut settings = settings();
+    let (mut settings, _database) = settings();
     // Long enough that the listener is still open for the checks below.
     settings.shutdown.readiness_delay_ms = 60_000;
     settings.shutdown.grace_ms = 120_000;
@@ -147,7 +155,7 @@ async fn readiness_turns_503_as_soon_as_the_drain_starts() {
 
 #[tokio::test]
 async fn the_listener_closes_after_the_readiness_delay() {
-    let mut settings = settings();
+    let (mut settings, _database) = settings();
     settings.shutdown.readiness_delay_ms = 100;
     let service = start(settings).await;
     let address = service.address;
@@ -166,13 +174,14 @@ async fn the_listener_closes_after_the_readiness_delay() {
 
 #[tokio::test]
 async fn a_drain_without_work_is_clean() {
-    let service = start(settings()).await;
+    let (settings, _database) = settings();
+    let service = start(settings).await;
     assert_eq!(service.stop().await.unwrap(), Stopped::Drained);
 }
 
 #[tokio::test]
 async fn a_forced_shutdown_returns_at_once_from_the_drain() {
-    let mut settings = settings();
+    let (mut settings, _database) = settings();
     settings.shutdown.readiness_delay_ms = 60_000;
     settings.shutdown.grace_ms = 120_000;
     let service = start(settings).await;
@@ -196,7 +205,7 @@ async fn a_panicking_handler_fails_its_request_with_500_logged_with_the_request_
     let ready = Readiness::new(CancellationToken::new(), Vec::new(), Vec::new());
     let app = http::router(
         routes,
-        &Settings::default(),
+        &Settings::<TestService>::default(),
         ready,
         &CancellationToken::new(),
     );

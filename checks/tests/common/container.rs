@@ -2,7 +2,9 @@
 //! - the environment holds only the Dockerfile's `ENV` and the `ConfigMap`;
 //! - the working directory is empty and read-only, as
 //!   `readOnlyRootFilesystem` makes the container's, but for the `data`
-//!   folder{% if database == "sqlite" %} the data volume is mounted on{% else %} the binary's default SQLite file needs{% endif %};
+//!   folder the data volume is mounted on (on a project generated for
+//!   PostgreSQL, the folder of the binary's default SQLite file: the URL
+//!   the manifests take from a Secret is not here);
 //! - the process runs as the image's user (uid 65532) when the tests run
 //!   as root, as they do in CI containers; otherwise as the current user,
 //!   who is not root either.
@@ -11,9 +13,6 @@
 //! `/metrics` and drain on SIGTERM. What only a real image and cluster can
 //! show is listed in the README.
 
-#[path = "../shared/deployment.rs"]
-mod deployment;
-
 use std::{
     fs,
     os::unix::fs::{MetadataExt, PermissionsExt},
@@ -21,8 +20,7 @@ use std::{
     process::ExitStatus,
 };
 
-use self::deployment::{Dockerfile, pod_env};
-use crate::support::{BINARY, Counts, Launch, bare, runtime, serial, summary};
+use crate::support::{Counts, Launch, bare, runtime, serial, summary};
 
 use nebula_runtime::{
     Exit,
@@ -32,7 +30,10 @@ use nebula_runtime::{
     },
 };
 
-use {{crate_name}}::SERVICE_KIND;
+use nebula_checks::{
+    deployment::{Dockerfile, pod_env},
+    project,
+};
 
 /// The image's layout in a scratch folder: the binary in a `bin/` anyone may
 /// read (this build's target folder may not be), and an empty working
@@ -43,11 +44,8 @@ struct ImageLayout {
 
 impl ImageLayout {
     fn new() -> Self {
-        let root = std::env::temp_dir().join(format!(
-            "{}-image-{}",
-            env!("CARGO_PKG_NAME"),
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("{}-image-{}", project().name, std::process::id()));
         let layout = Self { root };
         layout.remove();
         assert!(
@@ -57,16 +55,10 @@ impl ImageLayout {
         );
         fs::create_dir_all(layout.binary().parent().expect("bin/ has a parent"))
             .expect("scratch bin/ is created");
-        fs::copy(BINARY, layout.binary()).expect("the binary is copied");
+        fs::copy(&project().binary, layout.binary()).expect("the binary is copied");
         fs::create_dir(layout.workdir()).expect("scratch working folder is created");
-{%- if database == "sqlite" %}
         // The volume the manifests mount at WORKDIR/data, writable by the
         // image's user: the only place the service may write.
-{%- else %}
-        // The manifests give a PostgreSQL URL from a Secret, which is not
-        // here: the binary runs on its default SQLite file, in a data
-        // folder writable by the image's user.
-{%- endif %}
         let data = layout.workdir().join("data");
         fs::create_dir(&data).expect("scratch data folder is created");
         if let Some((uid, gid)) = image_user() {
@@ -85,7 +77,7 @@ impl ImageLayout {
     }
 
     fn binary(&self) -> PathBuf {
-        self.root.join("bin").join(env!("CARGO_PKG_NAME"))
+        self.root.join("bin").join(&project().name)
     }
 
     fn workdir(&self) -> PathBuf {
@@ -181,8 +173,8 @@ fn the_binary_runs_as_the_image_runs_it_and_drains_on_sigterm() {
         let info = series(
             "nebula_service_info",
             &[
-                ("kind", SERVICE_KIND),
-                ("version", env!("CARGO_PKG_VERSION")),
+                ("kind", project().kind.as_str()),
+                ("version", project().version.as_str()),
             ],
         );
         assert_eq!(count(&text, &info), 1);

@@ -3,7 +3,6 @@
 //! cancelled and logged. Replicas sharing a database are in [`replicas`].
 
 mod replicas;
-#[cfg(feature = "otel")]
 mod traced_calls;
 
 use std::time::{Duration, Instant};

@@ -30,7 +30,7 @@ use crate::{
     support::{Counts, Process, WAIT_LIMIT, runtime, serial, summary},
 };
 
-use crate::{{service_type}}::writes;
+use crate::writes;
 
 use nebula_runtime::{
     Exit,

@@ -1,6 +1,6 @@
-//! What the binary tests share: the binary's launch (the runtime's
+//! What the checks share: the binary's launch (the runtime's
 //! `testing::process` starts it, reads its JSON logs, signals it and times
-//! its exit), one test at a time, and the `summary:` lines.
+//! its exit), one check at a time, and the `summary:` lines.
 
 use std::{
     sync::{Mutex, MutexGuard, PoisonError},
@@ -14,19 +14,21 @@ pub use nebula_runtime::testing::{
 };
 use serde_json::Value;
 
-use {{crate_name}}::{ENV_PREFIX, SERVICE_KIND};
+use crate::project;
 
-/// The binary under test, built by Cargo for these tests.
-pub const BINARY: &str = env!("CARGO_BIN_EXE_{{project-name}}");
-
-/// Runs one test at a time: they measure latency and memory, which other
-/// tests' load would disturb on a small machine.
+/// Runs one check at a time: they measure latency and memory, which other
+/// checks' load would disturb on a small machine.
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A multi-threaded runtime for the load generators.
+///
+/// # Panics
+///
+/// When the runtime does not start.
+#[must_use]
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -37,21 +39,27 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// The binary with JSON logs, free loopback ports and a SQLite database of
 /// its own.
+#[must_use]
 pub fn launch() -> Launch {
-    Launch::new(BINARY, ENV_PREFIX)
+    let project = project();
+    Launch::new(&project.binary, &project.env_prefix)
 }
-{%- if deployment == "kubernetes" or service_type == "worker" %}
 
 /// The binary with no arguments and no settings of its own.
+#[must_use]
 pub fn bare() -> Launch {
-    Launch::bare(BINARY, ENV_PREFIX)
+    let project = project();
+    Launch::bare(&project.binary, &project.env_prefix)
 }
-{%- endif %}
 
 /// Checks an exit at the drain deadline: the deadline code, no sooner than
 /// the grace after the signal and no later than 2 s past it (the cancel
 /// margin plus room for a loaded machine), and no ERROR logged: the
 /// deadline is a normal way to stop, and what it cuts is logged at WARN.
+///
+/// # Panics
+///
+/// When the exit is not that.
 pub fn assert_deadline_exit(exited: &Exited, signalled: Instant, grace: Duration) {
     let sigterm_to_exit = exited.at - signalled;
     assert_eq!(exited.code, Some(i32::from(Exit::DeadlineExceeded.code())));
@@ -67,7 +75,6 @@ pub fn assert_deadline_exit(exited: &Exited, signalled: Instant, grace: Duration
         .collect();
     assert!(errors.is_empty(), "a deadline exit logged: {errors:#?}");
 }
-{%- if service_type != "worker" %}
 
 /// The summary of a scenario with one piece of work cut at the deadline.
 pub fn deadline_summary(exited: &Exited, signalled: Instant) {
@@ -83,7 +90,6 @@ pub fn deadline_summary(exited: &Exited, signalled: Instant) {
         &format!("sigterm_to_exit_ms={}", sigterm_to_exit.as_millis()),
     );
 }
-{%- endif %}
 
 /// What happened to the work offered in a scenario. Printed as one
 /// `summary:` line, which the template's harness collects.
@@ -96,9 +102,10 @@ pub struct Counts {
     pub lost: usize,
 }
 
+/// Prints the `summary:` line of `scenario`.
 #[expect(
     clippy::print_stdout,
-    reason = "the summary line is what these tests report"
+    reason = "the summary line is what these checks report"
 )]
 pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     let Counts {
@@ -110,6 +117,7 @@ pub fn summary(scenario: &str, counts: Counts, exit: Option<i32>, extra: &str) {
     } = counts;
     let exit = exit.map_or_else(|| "signal".to_owned(), |code| code.to_string());
     println!(
-        "summary: type={SERVICE_KIND} scenario={scenario} offered={offered} accepted={accepted} completed={completed} refused={refused} lost={lost} exit={exit} {extra}"
+        "summary: type={} scenario={scenario} offered={offered} accepted={accepted} completed={completed} refused={refused} lost={lost} exit={exit} {extra}",
+        project().kind
     );
 }

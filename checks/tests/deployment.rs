@@ -1,33 +1,90 @@
 //! The deployment files agree with the service: the `Dockerfile` and the
-//! manifests in `deploy/kubernetes/` are read and held to the settings the
-//! service loads and the routes it serves. Change one side only and a test
-//! here fails.
+//! manifests in `deploy/kubernetes/` of the project under check are read
+//! and held to the settings its binary loads from them (printed by
+//! `--check-config`) and the routes it serves. Change one side only and a
+//! check here fails.
 
-#[path = "shared/deployment.rs"]
-mod deployment;
+use std::{net::SocketAddr, path::Path, process::Command, sync::Arc};
 
-use std::net::SocketAddr;
-
-use axum::{Router, body::Body, http::Request};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-use self::deployment::{Dockerfile, configmap_env, container, manifest, pod_env, pod_spec};
-
+use nebula_checks::{
+    deployment::{Dockerfile, configmap_env, container, manifest, pod_env, pod_spec},
+    project,
+    support::{bare, runtime, serial},
+};
 use nebula_runtime::{
-    healthcheck, http, prometheus, readiness::Readiness, service::CANCEL_MARGIN,
-    settings::Overrides,
+    database::DatabaseUrl,
+    healthcheck, prometheus,
+    service::CANCEL_MARGIN,
+    testing::{
+        TestDatabase,
+        process::{Launch, unpooled_client as client},
+    },
 };
 
-use {{crate_name}}::{DEFAULT_PORT, ENV_PREFIX, Settings};
+/// The settings the pod runs with, as its binary prints them with
+/// `--check-config`: only the image's `ENV` and the `ConfigMap` in the
+/// environment, in an empty working folder (the image ships no config
+/// file), so an unknown key or a bad value in the `ConfigMap` fails here
+/// with the service's own message.
+fn pod_settings() -> toml::Table {
+    settings_with(pod_env())
+}
 
-/// The settings the pod runs with: the image's `ENV` and the `ConfigMap`,
-/// loaded by the service's own loader, so an unknown key or a bad value in
-/// the `ConfigMap` fails here with the service's own message.
-fn pod_settings() -> Settings {
-    Settings::load_with_env(&Overrides::default(), pod_env())
-        .unwrap_or_else(|error| panic!("the pod's settings do not load: {error}"))
+fn settings_with(env: Vec<(String, String)>) -> toml::Table {
+    let workdir = tempfile::tempdir().expect("an empty working folder");
+    let output = Command::new(&project().binary)
+        .arg("--check-config")
+        .env_clear()
+        .envs(env)
+        .current_dir(workdir.path())
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "the pod's settings do not load ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .parse()
+        .unwrap_or_else(|error| {
+            panic!("--check-config printed settings that do not parse: {error}")
+        })
+}
+
+/// `settings[section][key]`, as the binary printed it.
+fn setting<'a>(settings: &'a toml::Table, section: &str, key: &str) -> &'a toml::Value {
+    settings
+        .get(section)
+        .and_then(|section| section.get(key))
+        .unwrap_or_else(|| panic!("--check-config printed no {section}.{key}"))
+}
+
+fn listen(settings: &toml::Table, section: &str) -> SocketAddr {
+    let value = setting(settings, section, "listen");
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("{section}.listen is an address: {value}"))
+}
+
+fn millis(settings: &toml::Table, section: &str, key: &str) -> u64 {
+    let value = setting(settings, section, key);
+    value
+        .as_integer()
+        .and_then(|number| u64::try_from(number).ok())
+        .unwrap_or_else(|| panic!("{section}.{key} is a whole number: {value}"))
+}
+
+fn database_url(settings: &toml::Table) -> DatabaseUrl {
+    let value = setting(settings, "database", "url");
+    DatabaseUrl::new(
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("database.url is text: {value}")),
+    )
 }
 
 fn seconds(value: &Value, what: &str) -> u64 {
@@ -38,10 +95,11 @@ fn seconds(value: &Value, what: &str) -> u64 {
 
 #[test]
 fn the_configmap_sets_only_this_service_s_settings() {
+    let prefix = format!("{}_", project().env_prefix);
     for (key, _) in configmap_env() {
         assert!(
-            key.starts_with(&format!("{ENV_PREFIX}_")),
-            "ConfigMap key {key} does not start with {ENV_PREFIX}_, so the service ignores it"
+            key.starts_with(&prefix),
+            "ConfigMap key {key} does not start with {prefix}, so the service ignores it"
         );
     }
     pod_settings();
@@ -57,9 +115,10 @@ fn assert_reachable(what: &str, listen: SocketAddr, port: u16) {
 }
 
 fn image_address(dockerfile: &Dockerfile, key: &str) -> SocketAddr {
+    let variable = project().var(key);
     dockerfile
-        .env(&format!("{ENV_PREFIX}_{key}"))
-        .unwrap_or_else(|| panic!("the Dockerfile sets {ENV_PREFIX}_{key}"))
+        .env(&variable)
+        .unwrap_or_else(|| panic!("the Dockerfile sets {variable}"))
         .parse()
         .unwrap_or_else(|error| panic!("the Dockerfile's {key} does not parse: {error}"))
 }
@@ -68,20 +127,21 @@ fn image_address(dockerfile: &Dockerfile, key: &str) -> SocketAddr {
 fn the_image_and_the_pod_listen_on_the_service_and_metrics_ports() {
     let dockerfile = Dockerfile::read();
     let pod = pod_settings();
+    let service_port = project().default_port;
     let metrics_port = prometheus::DEFAULT_PORT;
     assert_reachable(
         "the image",
         image_address(&dockerfile, "HTTP__LISTEN"),
-        DEFAULT_PORT,
+        service_port,
     );
-    assert_reachable("the pod", pod.http.listen, DEFAULT_PORT);
+    assert_reachable("the pod", listen(&pod, "http"), service_port);
     assert_reachable(
         "the image's metrics",
         image_address(&dockerfile, "METRICS__LISTEN"),
         metrics_port,
     );
-    assert_reachable("the pod's metrics", pod.metrics.listen, metrics_port);
-    assert_eq!(dockerfile.expose, [DEFAULT_PORT, metrics_port], "EXPOSE");
+    assert_reachable("the pod's metrics", listen(&pod, "metrics"), metrics_port);
+    assert_eq!(dockerfile.expose, [service_port, metrics_port], "EXPOSE");
 
     let ports = container()["ports"].clone();
     let port = |name: &str| {
@@ -91,7 +151,7 @@ fn the_image_and_the_pod_listen_on_the_service_and_metrics_ports() {
             .and_then(|port| port["containerPort"].as_u64())
             .unwrap_or_else(|| panic!("the container declares a port named {name}: {ports}"))
     };
-    assert_eq!(port("http"), u64::from(DEFAULT_PORT), "containerPort http");
+    assert_eq!(port("http"), u64::from(service_port), "containerPort http");
     assert_eq!(
         port("metrics"),
         u64::from(metrics_port),
@@ -107,8 +167,22 @@ fn the_image_and_the_pod_listen_on_the_service_and_metrics_ports() {
     );
 }
 
-#[tokio::test]
-async fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves() {
+/// The binary with the pod's environment only, in an empty working folder
+/// as the image's, but on loopback ports the system picks and a SQLite
+/// database of its own.
+fn pod_launch(workdir: &Path) -> Launch {
+    let mut launch = bare().in_dir(workdir).only_given_env();
+    for (key, value) in pod_env() {
+        launch = launch.env(&key, &value);
+    }
+    launch
+        .setting("HTTP__LISTEN", "127.0.0.1:0")
+        .setting("METRICS__LISTEN", "127.0.0.1:0")
+        .database(Arc::new(TestDatabase::sqlite()))
+}
+
+#[test]
+fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves() {
     let container = container();
     let liveness = &container["livenessProbe"]["httpGet"];
     let readiness = &container["readinessProbe"]["httpGet"];
@@ -122,31 +196,33 @@ async fn probes_scrapes_and_the_image_health_check_use_paths_the_service_serves(
     let annotations = &manifest("deployment")["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
 
-    let ready = Readiness::new(CancellationToken::new(), Vec::new(), Vec::new());
-    let service = http::router(
-        Router::new(),
-        &pod_settings(),
-        ready,
-        &CancellationToken::new(),
-    );
-    let metrics = prometheus::router(prometheus::recorder().unwrap());
-    let paths = [
-        ("livenessProbe", liveness["path"].clone(), &service),
-        ("readinessProbe", readiness["path"].clone(), &service),
-        (
-            "prometheus.io/path",
-            annotations["prometheus.io/path"].clone(),
-            &metrics,
-        ),
-    ];
-    for (what, path, app) in paths {
-        let path = path.as_str().unwrap_or_else(|| panic!("{what} has a path"));
-        let request = Request::get(path).body(Body::empty()).unwrap();
-        let response = app.clone().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), 200, "{what} {path}");
-    }
+    let _serial = serial();
+    runtime().block_on(async {
+        let workdir = tempfile::tempdir().expect("an empty working folder");
+        let process = pod_launch(workdir.path()).start().await;
+        let paths = [
+            ("livenessProbe", &liveness["path"], process.address),
+            ("readinessProbe", &readiness["path"], process.address),
+            (
+                "prometheus.io/path",
+                &annotations["prometheus.io/path"],
+                process.metrics_address,
+            ),
+        ];
+        for (what, path, address) in paths {
+            let path = path.as_str().unwrap_or_else(|| panic!("{what} has a path"));
+            let response = client()
+                .get(format!("http://{address}{path}"))
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("{what} {path}: {error}"));
+            assert_eq!(response.status(), 200, "{what} {path}");
+        }
+        process.signal("TERM");
+        process.exit().await;
+    });
 
-    let binary = format!("/usr/local/bin/{}", env!("CARGO_PKG_NAME"));
+    let binary = format!("/usr/local/bin/{}", project().name);
     let dockerfile = Dockerfile::read();
     assert_eq!(
         dockerfile.entrypoint,
@@ -182,7 +258,8 @@ fn kubernetes_waits_for_the_whole_drain_before_it_kills_the_pod() {
         "terminationGracePeriodSeconds",
     ) * 1_000;
     // The readiness delay runs inside the grace; the cancel margin after it.
-    let drain_ms = settings.shutdown.grace_ms + u64::try_from(CANCEL_MARGIN.as_millis()).unwrap();
+    let drain_ms = millis(&settings, "shutdown", "grace_ms")
+        + u64::try_from(CANCEL_MARGIN.as_millis()).unwrap();
     assert!(
         termination_grace_ms > drain_ms,
         "terminationGracePeriodSeconds ({termination_grace_ms} ms) must exceed shutdown.grace_ms plus the cancel margin ({drain_ms} ms), or the pod is killed mid-drain"
@@ -201,10 +278,10 @@ fn kubernetes_waits_for_the_whole_drain_before_it_kills_the_pod() {
         "readinessProbe.timeoutSeconds",
     );
     let noticed_ms = (period * failures + timeout) * 1_000;
+    let readiness_delay_ms = millis(&settings, "shutdown", "readiness_delay_ms");
     assert!(
-        settings.shutdown.readiness_delay_ms >= noticed_ms,
-        "shutdown.readiness_delay_ms ({} ms) must cover the probes that notice the 503 ({failures} × {period} s + {timeout} s), or the listener closes while traffic still arrives",
-        settings.shutdown.readiness_delay_ms
+        readiness_delay_ms >= noticed_ms,
+        "shutdown.readiness_delay_ms ({readiness_delay_ms} ms) must cover the probes that notice the 503 ({failures} × {period} s + {timeout} s), or the listener closes while traffic still arrives"
     );
 }
 
@@ -262,16 +339,15 @@ fn selectors_and_references_find_their_objects() {
         "the container reads the ConfigMap"
     );
 }
-{% if database == "sqlite" %}
-/// The state outlives the pod: the default SQLite file's folder, resolved
-/// against the image's `WORKDIR`, is a mounted volume backed by the
-/// claim in `persistentvolumeclaim.yaml`, and one pod at a time uses it.
+
+/// On a project generated with `database=sqlite` (the harness runs only
+/// the `on_` check of the project's database): the state outlives the
+/// pod. The default SQLite file's folder, resolved against the image's
+/// `WORKDIR`, is a mounted volume backed by the claim in
+/// `persistentvolumeclaim.yaml`, and one pod at a time uses it.
 #[test]
-fn the_database_is_on_a_persistent_volume_used_by_one_pod() {
-    let settings = pod_settings();
-    let file = settings
-        .database
-        .url
+fn on_sqlite_the_database_is_on_a_persistent_volume_used_by_one_pod() {
+    let file = database_url(&pod_settings())
         .sqlite_file()
         .expect("the pod runs on the default SQLite database");
     let workdir = Dockerfile::read().workdir.expect("the image sets WORKDIR");
@@ -315,13 +391,15 @@ fn the_database_is_on_a_persistent_volume_used_by_one_pod() {
         );
     }
 }
-{% else %}
-/// Replicas share the state through PostgreSQL: several pods, rolled with a
-/// surge (the database keeps them consistent, so old and new pods may overlap), no
-/// volume, and `database.url` from a Secret, since it holds a password, under
-/// a variable the service's settings loader reads; never in the `ConfigMap`.
+
+/// On a project generated with `database=postgres`: replicas share the
+/// state through PostgreSQL. Several pods, rolled with a surge (the
+/// database keeps them consistent, so old and new pods may overlap), no
+/// volume, and `database.url` from a Secret, since it holds a password,
+/// under a variable the service's settings loader reads; never in the
+/// `ConfigMap`.
 #[test]
-fn replicas_share_the_database_through_a_url_from_a_secret() {
+fn on_postgres_replicas_share_the_database_through_a_url_from_a_secret() {
     let deployment = &manifest("deployment")["spec"];
     let replicas = deployment["replicas"]
         .as_u64()
@@ -350,7 +428,8 @@ fn replicas_share_the_database_through_a_url_from_a_secret() {
         spec["securityContext"]["fsGroup"].is_null(),
         "fsGroup is for a data volume, and there is none"
     );
-    let claim = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let claim = project()
+        .dir
         .join("deploy/kubernetes/persistentvolumeclaim.yaml");
     assert!(
         !claim.exists(),
@@ -358,7 +437,7 @@ fn replicas_share_the_database_through_a_url_from_a_secret() {
         claim.display()
     );
 
-    let variable = format!("{ENV_PREFIX}_DATABASE__URL");
+    let variable = project().var("DATABASE__URL");
     let env = container["env"]
         .as_array()
         .expect("the container has env entries");
@@ -388,15 +467,14 @@ fn replicas_share_the_database_through_a_url_from_a_secret() {
     let value = "postgres://app:s3cret@db.example:5432/jobs";
     let mut pod_env = pod_env();
     pod_env.push((variable.clone(), value.to_owned()));
-    let settings = Settings::load_with_env(&Overrides::default(), pod_env)
-        .unwrap_or_else(|error| panic!("the pod's settings with {variable} do not load: {error}"));
+    // --check-config prints it with the password hidden.
     assert_eq!(
-        settings.database.url.expose(),
-        value,
+        database_url(&settings_with(pod_env)).to_string(),
+        DatabaseUrl::new(value).to_string(),
         "{variable} sets database.url"
     );
 }
-{% endif %}
+
 #[test]
 fn the_deployment_runs_the_image_of_this_version() {
     let image = container()["image"]
@@ -406,7 +484,7 @@ fn the_deployment_runs_the_image_of_this_version() {
     let tag = image.rsplit_once(':').map(|(_, tag)| tag);
     assert_eq!(
         tag,
-        Some(env!("CARGO_PKG_VERSION")),
+        Some(project().version.as_str()),
         "the image tag in deployment.yaml ({image}) is the package version; change both on a release"
     );
 }
@@ -415,7 +493,7 @@ fn the_deployment_runs_the_image_of_this_version() {
 fn the_image_builds_with_the_declared_rust_version() {
     assert_eq!(
         Dockerfile::read().arg("RUST_VERSION"),
-        Some(env!("CARGO_PKG_RUST_VERSION")),
+        Some(project().rust_version.as_str()),
         "ARG RUST_VERSION in the Dockerfile and rust-version in Cargo.toml"
     );
 }

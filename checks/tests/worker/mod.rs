@@ -4,7 +4,6 @@
 //! (crashes, replicas, pauses, outages) are in [`durability`].
 
 mod durability;
-#[cfg(feature = "otel")]
 mod traced_jobs;
 
 use std::{
@@ -29,11 +28,11 @@ use crate::{
     config_errors::{case, check},
     load::{Load, Tally, assert_overload_memory_bounded, balancer, kib, rss_kib},
     support::{
-        BINARY, Counts, Launch, Process, WAIT_LIMIT, assert_deadline_exit, bare, launch, runtime,
-        serial, summary,
+        Counts, Launch, Process, WAIT_LIMIT, assert_deadline_exit, bare, launch, runtime, serial,
+        summary,
     },
 };
-use {{crate_name}}::ENV_PREFIX;
+use nebula_checks::project;
 
 /// The default launch with the `diagnostic.sleep` kind registered: the
 /// job these tests submit.
@@ -587,9 +586,9 @@ fn bad_worker_and_database_settings_are_configuration_errors() {
 fn migrate_prepares_the_database_and_no_output_shows_the_password() {
     let _serial = serial();
     runtime().block_on(async {
-        let printed = tokio::process::Command::new(BINARY)
+        let printed = tokio::process::Command::new(&project().binary)
             .env(
-                format!("{ENV_PREFIX}_DATABASE__URL"),
+                project().var("DATABASE__URL"),
                 "postgres://app:hunter2@127.0.0.1:1/jobs",
             )
             .arg("--check-config")

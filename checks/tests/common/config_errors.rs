@@ -8,7 +8,7 @@ use crate::support::{Counts, Launch, launch, runtime, serial, summary};
 
 use nebula_runtime::Exit;
 
-use {{crate_name}}::{ENV_PREFIX, SERVICE_KIND};
+use nebula_checks::project;
 
 /// A start-up that must fail, and the words its message must contain.
 pub struct Case {
@@ -28,7 +28,7 @@ pub fn case(name: &'static str, launch: Launch, mentions: &[&str]) -> Case {
 /// Writes `contents` to a config file in a fresh temp folder of the target
 /// directory and returns its path.
 pub fn config_file(name: &str, contents: &str) -> String {
-    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{SERVICE_KIND}-{name}"));
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{name}", project().kind));
     std::fs::create_dir_all(&folder).expect("temp folder");
     let path = folder.join("config.toml");
     std::fs::write(&path, contents).expect("config file written");
@@ -85,7 +85,7 @@ pub fn check(cases: Vec<Case>) {
 }
 
 fn env_var(key: &str) -> String {
-    format!("{ENV_PREFIX}_{key}")
+    project().var(key)
 }
 
 #[test]

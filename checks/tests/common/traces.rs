@@ -18,6 +18,7 @@ use prost::Message;
 use tokio::net::TcpListener;
 
 use crate::support::{Counts, Launch, Process, WAIT_LIMIT, launch, runtime, serial, summary};
+use nebula_checks::project;
 use nebula_runtime::{Exit, otel::FLUSH_TIMEOUT, testing::process::unpooled_client as client};
 
 /// The trace id and parent span id a caller sends in `traceparent`.
@@ -193,7 +194,7 @@ fn a_request_span_joins_the_callers_trace_with_its_attributes() {
         assert_eq!(span.attributes["http.method"], "GET");
         assert_eq!(span.attributes["url.path"], "/healthz");
         assert_eq!(span.attributes["response.status"], "200");
-        assert_eq!(span.service_name, env!("CARGO_PKG_NAME"));
+        assert_eq!(span.service_name, project().name);
     });
 }
 

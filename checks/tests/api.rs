@@ -1,0 +1,26 @@
+//! The checks on an `api` binary (see the crate's documentation): run by
+//! the harness with `NEBULA_CHECK_BINARY` and `NEBULA_CHECK_PROJECT` naming
+//! a generated `api` project. Unix only, since they send signals.
+//!
+//! Each check prints a `summary:` line; run with `--show-output` to see them.
+#![cfg(unix)]
+
+#[path = "common/config_errors.rs"]
+mod config_errors;
+#[path = "common/container.rs"]
+mod container;
+#[path = "common/edge.rs"]
+mod edge;
+#[path = "common/faults.rs"]
+mod faults;
+#[path = "common/shutdown.rs"]
+mod shutdown;
+#[path = "common/traces.rs"]
+mod traces;
+
+/// The `api` under load, overload, crashes and database outages.
+#[path = "api/mod.rs"]
+mod api;
+
+use api::writes;
+use nebula_checks::{load, outage, proxy, support};
