@@ -177,9 +177,17 @@ impl Checks {
     }
 
     /// The deployment files held to the binary, but for the check of the
-    /// other `database` option (`skip`: `on_postgres_` or `on_sqlite_`).
+    /// other `database` option (`skip`: `on_postgres_` or `on_sqlite_`):
+    /// every other check runs, and only that one is left out.
     fn run_deployment(&self, skip: &str) {
-        self.run("deployment", &["--skip", skip], None);
+        let output = self.run("deployment", &["--skip", skip], None);
+        assert!(
+            output.contains(
+                "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out"
+            ),
+            "[{}] expected 9 deployment checks to pass and 1 to be left out:\n{output}",
+            self.service_type
+        );
     }
 }
 
@@ -260,7 +268,11 @@ fn on_postgres_passes_its_deployment_checks(service_type: &'static str) {
     );
     let project = &generated.project;
     let locked = prepare_dependencies(service_type, project);
-    cargo_step(service_type, project, &[&["build"], locked].concat());
+    cargo_step(
+        service_type,
+        project,
+        &[&["build", "--all-targets"], locked].concat(),
+    );
     Checks::of(service_type, project).run_deployment("on_sqlite_");
 }
 
@@ -289,7 +301,7 @@ fn with_otel_passes_its_trace_checks(service_type: &'static str) {
     cargo_step(
         service_type,
         project,
-        &[&["build"], feature, locked].concat(),
+        &[&["build", "--all-targets"], feature, locked].concat(),
     );
     let output =
         Checks::of(service_type, project).run(service_type, &["traces::", "traced_"], None);

@@ -24,3 +24,10 @@ mod api;
 
 use api::writes;
 use nebula_checks::{load, outage, proxy, support};
+
+/// The binary under check is of this target's type: a wrong
+/// `NEBULA_CHECK_PROJECT` fails here by name rather than somewhere below.
+#[test]
+fn the_project_under_check_is_an_api() {
+    assert_eq!(nebula_checks::project().kind, "api");
+}

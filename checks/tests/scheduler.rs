@@ -22,3 +22,10 @@ mod traces;
 mod scheduler;
 
 use nebula_checks::support;
+
+/// The binary under check is of this target's type: a wrong
+/// `NEBULA_CHECK_PROJECT` fails here by name rather than somewhere below.
+#[test]
+fn the_project_under_check_is_a_scheduler() {
+    assert_eq!(nebula_checks::project().kind, "scheduler");
+}

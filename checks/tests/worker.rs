@@ -24,3 +24,10 @@ mod worker;
 
 use nebula_checks::{load, outage, proxy, support};
 use worker::writes;
+
+/// The binary under check is of this target's type: a wrong
+/// `NEBULA_CHECK_PROJECT` fails here by name rather than somewhere below.
+#[test]
+fn the_project_under_check_is_a_worker() {
+    assert_eq!(nebula_checks::project().kind, "worker");
+}

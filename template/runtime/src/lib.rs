@@ -29,6 +29,7 @@
 // byte.
 
 pub mod cli;
+pub mod commands;
 pub mod database;
 pub mod exit;
 pub mod healthcheck;

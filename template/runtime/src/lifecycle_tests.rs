@@ -49,12 +49,14 @@ async fn probes_answer_while_running() {
 }
 
 #[tokio::test]
-async fn metrics_count_requests_by_route_template_never_by_id() {
+async fn metrics_count_requests_by_route_template_never_by_id_or_path() {
     let (settings, _database) = settings();
     let service = start(settings).await;
     for _ in 0..3 {
         assert_eq!(service.get("/healthz").await.unwrap().status(), 200);
     }
+    let thing = service.get("/things/thing-7e41c0").await.unwrap();
+    assert_eq!(thing.status(), 204);
     let unknown = service
         .client
         .get(service.url("/no-such-route/id-5c1f9a"))
@@ -99,12 +101,21 @@ async fn metrics_count_requests_by_route_template_never_by_id() {
         &[("method", "GET"), ("route", "unmatched"), ("status", "404")],
     );
     assert!(count(&text, &unmatched) >= 1, "{unmatched}");
+    let templated = series(
+        "nebula_http_requests_total",
+        &[
+            ("method", "GET"),
+            ("route", "/things/{id}"),
+            ("status", "204"),
+        ],
+    );
+    assert!(count(&text, &templated) >= 1, "{templated}");
     let info = series(
         "nebula_service_info",
         &[("kind", "test"), ("version", "0.0.1")],
     );
     assert_eq!(count(&text, &info), 1);
-    for id in ["id-5c1f9a", "req-8d2e4b"] {
+    for id in ["id-5c1f9a", "req-8d2e4b", "thing-7e41c0"] {
         assert!(!text.contains(id), "{id} became a label value:\n{text}");
     }
 

@@ -1,7 +1,7 @@
 //! A service for the runtime's own tests: one small section, `[test]`, no
-//! migrations, no routes.
+//! migrations, one route.
 
-use axum::Router;
+use axum::{Router, http::StatusCode, routing::get};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -51,7 +51,9 @@ impl Service for TestService {
     const MIGRATIONS: &'static [&'static [Migration]] = &[];
     type Settings = TestSettings;
 
+    /// One route with a path parameter, for the request metrics' route
+    /// label.
     fn start(_context: &mut Context<'_, Self>) -> Result<Router, BoxError> {
-        Ok(Router::new())
+        Ok(Router::new().route("/things/{id}", get(|| async { StatusCode::NO_CONTENT })))
     }
 }

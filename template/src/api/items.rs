@@ -11,19 +11,19 @@
 //!   Ids are UUID version 7: their order is creation order within one
 //!   process, and across replicas only as close as their clocks agree.
 //!
-//! When the database does not serve a request ([`Items::database_error`]):
-//! 503 with `Retry-After` while it is unreachable, every pooled connection
-//! is busy, or it has a fault that clears by itself (a full disk, a
-//! read-only or locked file, a lost connection, a conflict); while a write
-//! fault lasts, writes get that 503 at once and reads still work. 504 when
-//! a query runs over `timeouts.database_ms`. Never a 500 for a condition
-//! the client can retry.
+//! When the database does not serve a request, the runtime's
+//! [`DatabasePolicy`] answers: 503 with `Retry-After` while it is
+//! unreachable, every pooled connection is busy, or it has a fault that
+//! clears by itself (a full disk, a read-only or locked file, a lost
+//! connection, a conflict); while a write fault lasts, writes get that 503
+//! at once and reads still work. 504 when a query runs over
+//! `timeouts.database_ms`. Never a 500 for a condition the client can
+//! retry.
 
 use axum::{
     Json, Router,
     extract::{Path, Query, State, rejection::JsonRejection, rejection::QueryRejection},
     http::StatusCode,
-    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
@@ -32,8 +32,7 @@ use uuid::Uuid;
 use super::store::{Item, Store};
 use nebula_runtime::{
     database::DbError,
-    http::{error_response, unavailable},
-    readiness::Gate,
+    http::{ApiError, DatabasePolicy},
 };
 
 /// Longest accepted item name, in characters.
@@ -49,10 +48,9 @@ pub struct NewItem {
 #[derive(Debug, Clone)]
 pub struct Items {
     pub store: Store,
-    /// Open while the database answers.
-    pub gate: Gate,
+    /// When requests may touch the database, and what a failed call answers.
+    pub database: DatabasePolicy,
     pub max_page_size: usize,
-    pub retry_after_secs: u64,
 }
 
 pub fn routes(items: Items) -> Router {
@@ -63,74 +61,14 @@ pub fn routes(items: Items) -> Router {
 }
 
 impl Items {
-    /// An answer at once while the background check finds the database
-    /// away, instead of holding the request for the database timeout.
-    fn refuse_while_away(&self) -> Option<Response> {
-        (!self.gate.is_open()).then(|| {
-            unavailable(
-                self.retry_after_secs,
-                "the database is unavailable, retry later",
-            )
-        })
-    }
-
-    /// As [`Items::refuse_while_away`], and also while the database refuses
-    /// writes (a write fault): for the routes that write.
-    fn refuse_write(&self) -> Option<Response> {
-        self.refuse_while_away().or_else(|| {
-            let fault = self.store.faults().write_fault()?;
-            tracing::debug!(
-                db.fault = fault.as_str(),
-                "write refused, the database refuses writes"
-            );
-            Some(unavailable(
-                self.retry_after_secs,
-                "the database takes no writes now, retry later",
-            ))
-        })
-    }
-
-    /// The answer for a database call that failed, logged in the request's
-    /// span (so with its `request.id`) with the `db.operation`: at WARN,
-    /// or at DEBUG for a fault, which the database layer logs once when it
-    /// starts instead of once per request.
-    fn database_error(&self, error: &DbError) -> Response {
-        let response = self.answer_for(error);
-        let status = response.status().as_u16();
-        if let DbError::Unavailable { .. } = error {
-            tracing::debug!(
-                db.operation = error.operation(),
-                error.kind = error.kind(),
-                http.response.status_code = status,
-                "request failed on the database"
-            );
+    /// The runtime's answer for a failed call ([`DatabasePolicy::failed`]),
+    /// its 409 saying which constraint: the item names are unique.
+    fn failed(&self, error: &DbError) -> ApiError {
+        let answer = self.database.failed(error);
+        if answer.status() == StatusCode::CONFLICT {
+            ApiError::new(StatusCode::CONFLICT, "an item with this name exists")
         } else {
-            tracing::warn!(
-                db.operation = error.operation(),
-                error.kind = error.kind(),
-                http.response.status_code = status,
-                "request failed on the database"
-            );
-        }
-        response
-    }
-
-    fn answer_for(&self, error: &DbError) -> Response {
-        match error {
-            DbError::Unavailable { .. } => unavailable(
-                self.retry_after_secs,
-                "the database is unavailable, retry later",
-            ),
-            DbError::Timeout { .. } => error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the database did not answer in time; the change may or may not have been made",
-            ),
-            error if error.is_constraint_violation() => {
-                error_response(StatusCode::CONFLICT, "an item with this name exists")
-            }
-            DbError::Failed { .. } => {
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, "the item store failed")
-            }
+            answer
         }
     }
 }
@@ -138,55 +76,45 @@ impl Items {
 async fn create(
     State(items): State<Items>,
     body: Result<Json<NewItem>, JsonRejection>,
-) -> Response {
-    let Json(new) = match body {
-        Ok(body) => body,
-        Err(rejection) => return error_response(rejection.status(), rejection.body_text()),
-    };
+) -> Result<(StatusCode, Json<Item>), ApiError> {
+    let Json(new) = body?;
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return error_response(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("name must be 1 to {MAX_NAME_CHARS} characters"),
-        );
+        ));
     }
-    if let Some(refused) = items.refuse_write() {
-        return refused;
-    }
-    match items.store.insert(name).await {
-        Ok(item) => {
-            tracing::debug!(item.id = %item.id, "item created");
-            (StatusCode::CREATED, Json(item)).into_response()
-        }
-        Err(error) => items.database_error(&error),
-    }
+    items.database.writable()?;
+    let item = items
+        .store
+        .insert(name)
+        .await
+        .map_err(|error| items.failed(&error))?;
+    tracing::debug!(item.id = %item.id, "item created");
+    Ok((StatusCode::CREATED, Json(item)))
 }
 
-async fn read(State(items): State<Items>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<Uuid>() else {
-        return not_found(&id);
-    };
-    if let Some(refused) = items.refuse_while_away() {
-        return refused;
-    }
+async fn read(State(items): State<Items>, Path(id): Path<String>) -> Result<Json<Item>, ApiError> {
+    let id = parse_id(&id)?;
+    items.database.readable()?;
     match items.store.get(id).await {
-        Ok(Some(item)) => Json(item).into_response(),
-        Ok(None) => not_found(&id),
-        Err(error) => items.database_error(&error),
+        Ok(Some(item)) => Ok(Json(item)),
+        Ok(None) => Err(not_found(&id)),
+        Err(error) => Err(items.failed(&error)),
     }
 }
 
-async fn delete(State(items): State<Items>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<Uuid>() else {
-        return not_found(&id);
-    };
-    if let Some(refused) = items.refuse_write() {
-        return refused;
-    }
+async fn delete(
+    State(items): State<Items>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    items.database.writable()?;
     match items.store.delete(id).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => not_found(&id),
-        Err(error) => items.database_error(&error),
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(not_found(&id)),
+        Err(error) => Err(items.failed(&error)),
     }
 }
 
@@ -206,45 +134,38 @@ struct ListPage {
 async fn list(
     State(items): State<Items>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(rejection) => return error_response(rejection.status(), rejection.body_text()),
-    };
+) -> Result<Json<ListPage>, ApiError> {
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(items.max_page_size);
     if limit == 0 || limit > items.max_page_size {
-        return error_response(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("limit must be 1 to {}", items.max_page_size),
-        );
+        ));
     }
-    let after = match query.cursor.as_deref().map(decode_cursor) {
+    let after = match query.cursor.as_deref() {
         None => None,
-        Some(Some(after)) => Some(after),
-        Some(None) => {
-            return error_response(
+        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+            ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "cursor is not one this service gave out; start again without it",
-            );
-        }
+            )
+        })?),
     };
-    if let Some(refused) = items.refuse_while_away() {
-        return refused;
-    }
-    match items.store.list(after, limit).await {
-        Ok(page) => {
-            let next_cursor = page
-                .more
-                .then(|| page.items.last().map(|item| encode_cursor(item.id)))
-                .flatten();
-            Json(ListPage {
-                items: page.items,
-                next_cursor,
-            })
-            .into_response()
-        }
-        Err(error) => items.database_error(&error),
-    }
+    items.database.readable()?;
+    let page = items
+        .store
+        .list(after, limit)
+        .await
+        .map_err(|error| items.failed(&error))?;
+    let next_cursor = page
+        .more
+        .then(|| page.items.last().map(|item| encode_cursor(item.id)))
+        .flatten();
+    Ok(Json(ListPage {
+        items: page.items,
+        next_cursor,
+    }))
 }
 
 /// The cursor after `id`: its 32 hex digits. Clients treat it as opaque,
@@ -259,6 +180,11 @@ fn decode_cursor(cursor: &str) -> Option<Uuid> {
         .flatten()
 }
 
-fn not_found(id: &dyn std::fmt::Display) -> Response {
-    error_response(StatusCode::NOT_FOUND, format!("no item with id {id}"))
+/// An id that is not a UUID names no item.
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    id.parse().map_err(|_| not_found(&id))
+}
+
+fn not_found(id: &dyn std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no item with id {id}"))
 }

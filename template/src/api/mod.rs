@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use self::store::{Item, Store};
 use nebula_runtime::{
     database::{self, Migration},
+    http::DatabasePolicy,
     settings::{Problems, Section},
     tasks::{BoxError, Context},
 };
@@ -51,10 +52,14 @@ impl Section for Settings {
 /// When the database URL is unusable or its data folder cannot be made.
 pub fn start(context: &mut Context<'_, crate::App>) -> Result<Router, BoxError> {
     let database::Started { database, gate, .. } = database::start(context)?;
+    let policy = DatabasePolicy::new(
+        gate,
+        database.faults().clone(),
+        context.settings.http.retry_after_secs,
+    );
     Ok(items::routes(items::Items {
         store: Store::new(database),
-        gate,
+        database: policy,
         max_page_size: context.settings.service.max_page_size,
-        retry_after_secs: context.settings.http.retry_after_secs,
     }))
 }

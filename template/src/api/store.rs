@@ -6,15 +6,11 @@ use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 use uuid::Uuid;
 
-use nebula_runtime::database::{Database, DbError, Faults, Migration, now_ms};
+use nebula_runtime::database::{Database, DbError, Migration, now_ms};
 
-/// The api's migrations, in order. Versions from 1000: those below are the
-/// runtime's.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1000,
-    description: "items",
-    sql: include_str!("migrations/1000_items.sql"),
-}];
+/// The api's migrations, in version order: every file in `migrations/`,
+/// which `build.rs` lists (add a migration by adding a file).
+pub const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
@@ -40,13 +36,6 @@ impl Store {
     #[must_use]
     pub const fn new(database: Database) -> Self {
         Self { database }
-    }
-
-    /// The database's faults: writes are refused at once while a write
-    /// fault is in force.
-    #[must_use]
-    pub const fn faults(&self) -> &Faults {
-        self.database.faults()
     }
 
     /// Inserts a new item named `name`, with a fresh time-ordered id.

@@ -47,7 +47,8 @@ async fn finished_runs(process: &Process, count: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_leaves_no_run_unfinished_and_the_history_survives_a_restart() {
-    let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("schedule.toml");
+    let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(concat!(env!("CARGO_PKG_NAME"), "-schedule.toml"));
     std::fs::write(&config, SCHEDULE).expect("the schedule is written");
     let config = config.to_str().expect("a UTF-8 path");
     let launch = Launch::new(BINARY, ENV_PREFIX).args(&["--config", config]);
@@ -57,28 +58,41 @@ async fn sigterm_leaves_no_run_unfinished_and_the_history_survives_a_restart() {
     process.signal("TERM");
     let exited = process.exit().await;
     assert_eq!(exited.code, Some(i32::from(Exit::Clean.code())));
-    let beats = exited
+    // The periods the first process ran: its heartbeats' run keys.
+    let mut beaten: Vec<i64> = exited
         .logs
         .with_message("heartbeat")
-        .into_iter()
-        .filter(|event| {
+        .iter()
+        .filter_map(|event| {
             event["run.key"]
-                .as_str()
-                .is_some_and(|key| key.starts_with("beat/"))
+                .as_str()?
+                .strip_prefix("beat/")?
+                .parse()
+                .ok()
         })
-        .count();
+        .collect();
+    beaten.sort_unstable();
+    let last = *beaten.last().expect("the first process ran the action");
 
+    // The same database, a new process, two runs of its own.
     let process = launch.start().await;
-    let before = runs(&process).await.expect("the history answers");
-    assert!(
-        before.iter().all(|run| run["state"] == "succeeded"),
-        "every run before the signal finished: {before:#?}"
+    let runs = finished_runs(&process, beaten.len() + 2).await;
+    let period = |run: &Value| run["period_start_ms"].as_i64().expect("a period");
+    let mut before: Vec<i64> = runs
+        .iter()
+        .filter(|run| period(run) <= last)
+        .inspect(|run| assert_eq!(run["state"], "succeeded", "{run}"))
+        .map(period)
+        .collect();
+    before.sort_unstable();
+    assert_eq!(
+        before, beaten,
+        "each period the first process ran is recorded, once"
     );
-    assert_eq!(before.len(), beats, "one run recorded per heartbeat logged");
-    let after = finished_runs(&process, before.len() + 2).await;
-    let mut periods: Vec<&Value> = after.iter().map(|run| &run["period_start_ms"]).collect();
+    let mut periods: Vec<i64> = runs.iter().map(period).collect();
+    periods.sort_unstable();
     periods.dedup();
-    assert_eq!(periods.len(), after.len(), "each period runs once");
+    assert_eq!(periods.len(), runs.len(), "each period runs once");
     process.signal("TERM");
     assert_eq!(
         process.exit().await.code,

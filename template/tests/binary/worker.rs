@@ -3,9 +3,12 @@
 //! the same database. The jobs are the runtime's `diagnostic.sleep` kind,
 //! which `worker.diagnostic_jobs` registers for smoke and load tests.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use nebula_runtime::{
@@ -47,7 +50,8 @@ async fn submit_until_refused(url: String, answered: Arc<AtomicUsize>) -> Seen {
             }
             other => match answer(other) {
                 Answer::Refused => return seen,
-                Answer::Status(503) => {}
+                // The queue is full: back off as Retry-After asks, briefly.
+                Answer::Status(503) => tokio::time::sleep(Duration::from_millis(10)).await,
                 unexpected => {
                     seen.unexpected.push(format!("{unexpected:?}"));
                     return seen;

@@ -2,6 +2,7 @@
 //! measuring, load shedding, the request timeout and the body limit, and a
 //! server ([`serve`]) that drains without resets or waits on idle clients.
 
+mod error;
 mod middleware;
 mod probes;
 mod server;
@@ -20,6 +21,7 @@ use tower_layer::Layer;
 use crate::{Service, readiness::Readiness, settings::Settings};
 
 pub use self::{
+    error::{ApiError, DatabasePolicy},
     middleware::{Limits, RequestLayer},
     server::serve,
 };

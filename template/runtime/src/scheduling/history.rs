@@ -9,17 +9,12 @@ use axum::{
     Json, Router,
     extract::{Query, State, rejection::QueryRejection},
     http::StatusCode,
-    response::{IntoResponse, Response},
     routing::get,
 };
 use serde::{Deserialize, Serialize};
 
 use super::runs::{RunRecord, RunStore};
-use crate::{
-    database::DbError,
-    http::{error_response, unavailable},
-    readiness::Gate,
-};
+use crate::http::{ApiError, DatabasePolicy};
 
 /// Most runs one request returns.
 pub const MAX_RUNS: usize = 100;
@@ -29,11 +24,11 @@ pub const DEFAULT_RUNS: usize = 20;
 #[derive(Debug, Clone)]
 pub struct History {
     pub store: RunStore,
-    /// Open while the database answers.
-    pub gate: Gate,
+    /// When a request may read the database, and what a failed read
+    /// answers.
+    pub database: DatabasePolicy,
     /// The configured job names.
     pub jobs: Vec<String>,
-    pub retry_after_secs: u64,
 }
 
 pub fn routes(history: History) -> Router {
@@ -55,43 +50,24 @@ struct Runs {
 async fn runs(
     State(history): State<History>,
     query: Result<Query<RunsQuery>, QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(rejection) => return error_response(rejection.status(), rejection.body_text()),
-    };
+) -> Result<Json<Runs>, ApiError> {
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_RUNS);
     if limit == 0 || limit > MAX_RUNS {
-        return error_response(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("limit must be 1 to {MAX_RUNS}"),
-        );
+        ));
     }
     if !history.jobs.contains(&query.job) {
-        return error_response(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no job named {:?} is configured", query.job),
-        );
+        ));
     }
-    if !history.gate.is_open() {
-        return unavailable(
-            history.retry_after_secs,
-            "the database is unavailable, retry later",
-        );
-    }
+    history.database.readable()?;
     match history.store.history(&query.job, limit).await {
-        Ok(runs) => Json(Runs { runs }).into_response(),
-        Err(DbError::Timeout { .. }) => error_response(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the database did not answer in time",
-        ),
-        Err(error) if error.is_transient() => unavailable(
-            history.retry_after_secs,
-            "the database is unavailable, retry later",
-        ),
-        Err(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the run history could not be read",
-        ),
+        Ok(runs) => Ok(Json(Runs { runs })),
+        Err(error) => Err(history.database.failed(&error)),
     }
 }

@@ -42,6 +42,7 @@ use self::{
 };
 use crate::{
     Service, database,
+    http::DatabasePolicy,
     outbound::HttpClient,
     tasks::{BoxError, Context},
 };
@@ -78,6 +79,11 @@ where
         gate,
         connected,
     } = database::start(context)?;
+    let policy = DatabasePolicy::new(
+        gate,
+        database.faults().clone(),
+        settings.http.retry_after_secs,
+    );
     let store = RunStore::new(database, claims::replica_name());
     let client = HttpClient::new(settings.timeouts.http_client())?;
     let clock = Clock::system();
@@ -109,13 +115,12 @@ where
     }
     Ok(history::routes(history::History {
         store,
-        gate,
+        database: policy,
         jobs: settings
             .service
             .jobs
             .iter()
             .map(|job| job.name.clone())
             .collect(),
-        retry_after_secs: settings.http.retry_after_secs,
     }))
 }
