@@ -42,19 +42,13 @@ async fn until_state(service: &Running, id: &str, state: &str) -> Value {
     .await
 }
 
-/// POSTs `body` to `/jobs` and returns the 400 answer's message.
-async fn refusal(service: &Running, body: &Value) -> String {
-    let response = service.post_json("/jobs", body).await.unwrap();
-    assert_eq!(response.status(), 400, "POST /jobs {body}");
-    let body: Value = response.json().await.unwrap();
-    body["error"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_kind_this_service_does_not_run_is_refused_naming_the_kinds_it_runs() {
     let service = start(quick()).await;
     assert_eq!(
-        refusal(&service, &json!({"kind": "report.nightly"})).await,
+        service
+            .refused("/jobs", &json!({"kind": "report.nightly"}), 400)
+            .await,
         "unknown job kind \"report.nightly\"; this service runs: webhook"
     );
     service.stop().await.unwrap();

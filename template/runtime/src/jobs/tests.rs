@@ -641,14 +641,6 @@ async fn finished_jobs_are_pruned_after_the_retention(engine: Engine) {
     restarted.stop().await.unwrap();
 }
 
-/// POSTs `body` to `/jobs` and returns the 400 answer's message.
-async fn refusal(service: &Running, body: &Value) -> String {
-    let response = service.post_json("/jobs", body).await.unwrap();
-    assert_eq!(response.status(), 400, "POST /jobs {body}");
-    let body: Value = response.json().await.unwrap();
-    body["error"].as_str().unwrap().to_owned()
-}
-
 /// An unknown kind and arguments its kind refuses get 400 naming the kind
 /// or the field, and nothing is stored.
 #[tokio::test]
@@ -656,17 +648,23 @@ async fn unknown_and_invalid_jobs_get_clear_answers() {
     let database = TestDatabase::create(Engine::Sqlite, "invalid_jobs").await;
     let service = start(on(&database)).await;
     assert_eq!(
-        refusal(&service, &json!({"kind": "report.nightly"})).await,
+        service
+            .refused("/jobs", &json!({"kind": "report.nightly"}), 400)
+            .await,
         "unknown job kind \"report.nightly\"; this service runs: diagnostic.sleep, test.noop"
     );
-    let unknown_field = refusal(&service, &sleep_job(json!({"sleep": 1}))).await;
+    let unknown_field = service
+        .refused("/jobs", &sleep_job(json!({"sleep": 1})), 400)
+        .await;
     assert!(
         unknown_field.starts_with(
             "args of job kind \"diagnostic.sleep\" do not decode: unknown field `sleep`"
         ),
         "{unknown_field}"
     );
-    let wrong_type = refusal(&service, &sleep_job(json!({"duration_ms": "5s"}))).await;
+    let wrong_type = service
+        .refused("/jobs", &sleep_job(json!({"duration_ms": "5s"})), 400)
+        .await;
     assert!(
         wrong_type.starts_with(
             "args of job kind \"diagnostic.sleep\" do not decode: invalid type: string \"5s\""
@@ -674,7 +672,9 @@ async fn unknown_and_invalid_jobs_get_clear_answers() {
         "{wrong_type}"
     );
     assert_eq!(
-        refusal(&service, &sleep_job(json!({"cpu_rounds": u32::MAX}))).await,
+        service
+            .refused("/jobs", &sleep_job(json!({"cpu_rounds": u32::MAX})), 400)
+            .await,
         "args of job kind \"diagnostic.sleep\": cpu_rounds must be at most 100000000"
     );
     let without_kind = service
@@ -707,7 +707,7 @@ async fn unknown_and_invalid_jobs_get_clear_answers() {
 async fn the_diagnostic_kind_is_registered_only_when_asked_for() {
     let service = start(settings()).await;
     assert_eq!(
-        refusal(&service, &sleep_job(json!({}))).await,
+        service.refused("/jobs", &sleep_job(json!({})), 400).await,
         "unknown job kind \"diagnostic.sleep\"; this service runs: test.noop"
     );
     service.stop().await.unwrap();

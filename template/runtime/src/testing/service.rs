@@ -107,6 +107,22 @@ impl Running {
             .await
     }
 
+    /// POSTs `body` as JSON to `path`, which must refuse it with
+    /// `status`; returns the answer's message (`{"error": "..."}`).
+    ///
+    /// # Panics
+    /// When the request fails, another status comes back, or the body has
+    /// no `error`.
+    pub async fn refused(&self, path: &str, body: &Value, status: u16) -> String {
+        let response = self.post_json(path, body).await.expect("answered");
+        assert_eq!(response.status(), status, "POST {path} {body}");
+        let answer: Value = response.json().await.expect("a JSON body");
+        answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message in {answer}"))
+            .to_owned()
+    }
+
     /// The text of `GET /metrics` on the metrics listener.
     ///
     /// # Panics

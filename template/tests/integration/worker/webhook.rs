@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use nebula_runtime::testing::start;
 
-use super::{quick, refusal, submit, until_state};
+use super::{quick, submit, until_state};
 use {{crate_name}}::Settings;
 
 /// What the target answers, request by request; 200 once the script ends.
@@ -179,22 +179,28 @@ async fn destinations_outside_the_allowlist_are_refused_at_intake() {
     settings.service.kinds.webhook.allowed_hosts = vec!["*.example.com".to_owned()];
     let service = start(settings).await;
     assert_eq!(
-        refusal(&service, &webhook("https://example.org/in", &json!({}))).await,
+        service
+            .refused("/jobs", &webhook("https://example.org/in", &json!({})), 400)
+            .await,
         "args of job kind \"webhook\": url host example.org is not among the allowed hosts"
     );
     assert_eq!(
-        refusal(
-            &service,
-            &webhook("http://169.254.169.254/latest", &json!({}))
-        )
-        .await,
+        service
+            .refused(
+                "/jobs",
+                &webhook("http://169.254.169.254/latest", &json!({})),
+                400
+            )
+            .await,
         "args of job kind \"webhook\": url address 169.254.169.254 is internal (loopback, private, link-local or reserved), which is not allowed"
     );
-    let without_payload = refusal(
-        &service,
-        &json!({"kind": "webhook", "args": {"url": "https://hooks.example.com/"}}),
-    )
-    .await;
+    let without_payload = service
+        .refused(
+            "/jobs",
+            &json!({"kind": "webhook", "args": {"url": "https://hooks.example.com/"}}),
+            400,
+        )
+        .await;
     assert!(
         without_payload.contains("missing field `payload`"),
         "{without_payload}"
