@@ -144,3 +144,72 @@ impl JobKind for Webhook {
         Err(JobError::permanent(failure))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+    use tokio::{net::TcpListener, time::Instant};
+    use tokio_util::sync::CancellationToken;
+
+    use super::{JobContext, JobKind, Webhook, WebhookSettings};
+    use nebula_runtime::jobs::JobId;
+
+    /// A kind allowed to call this machine, its calls cut after 10 s.
+    fn local_webhook() -> Webhook {
+        let settings = WebhookSettings {
+            allowed_hosts: vec!["127.0.0.1".to_owned()],
+            allow_private_networks: true,
+        };
+        Webhook::new(&settings, Duration::from_secs(10)).expect("the client builds")
+    }
+
+    fn attempt() -> JobContext {
+        JobContext {
+            id: JobId::new(),
+            attempt: 1,
+            cancelled: CancellationToken::new(),
+        }
+    }
+
+    /// A target that takes the connection and never answers holds a
+    /// delivery for the call's timeout (the 10 s rule), not longer, and
+    /// the job is retried. On paused time the 10 s pass at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_target_that_never_answers_is_cut_at_the_timeout_and_retried() {
+        let target = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let url = format!("http://{}/hook", target.local_addr().expect("address"));
+        let silent = tokio::spawn(async move {
+            let (connection, _) = target.accept().await.expect("accepts");
+            std::future::pending::<()>().await;
+            drop(connection);
+        });
+        let webhook = local_webhook();
+        let args = serde_json::from_value(json!({"url": url, "payload": {"n": 1}})).expect("args");
+
+        let started = Instant::now();
+        let error = webhook
+            .run(args, attempt())
+            .await
+            .expect_err("no answer is a failure");
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!(!error.is_permanent(), "a timeout is retried: {error}");
+        assert!(error.to_string().contains("timed out"), "{error}");
+        silent.abort();
+    }
+
+    /// A URL off the allowlist fails for good, without a call: the
+    /// allowlist may have changed since the job was accepted.
+    #[tokio::test(start_paused = true)]
+    async fn a_url_no_longer_allowed_fails_without_a_retry() {
+        let args =
+            serde_json::from_value(json!({"url": "https://elsewhere.example/", "payload": {}}))
+                .expect("args");
+        let error = local_webhook()
+            .run(args, attempt())
+            .await
+            .expect_err("refused");
+        assert!(error.is_permanent(), "{error}");
+    }
+}
