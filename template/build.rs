@@ -1,25 +1,26 @@
-//! Embeds the api's migrations: every `src/api/migrations/<version>_<description>.sql`
-//! becomes an entry of `store::MIGRATIONS`, in version order, so adding a
-//! migration is adding a file. Versions start at 1000: those below are the
-//! runtime's (its engines' tables).
+//! Embeds this service's migrations, `migrations/<version>_<description>.sql`,
+//! in version order as `OWN_MIGRATIONS` (`src/lib.rs`): adding a migration is
+//! adding a file. Versions below 1000 are the runtime's (its engines' tables).
 
-use std::{collections::BTreeMap, env, fmt::Write as _, fs, path::PathBuf};
+use std::{collections::BTreeMap, env, fmt::Write as _, fs, path::Path};
 
 fn main() {
-    let folder = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
-        .join("src/api/migrations");
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     println!("cargo::rerun-if-changed={}", folder.display());
     let mut migrations = BTreeMap::new();
-    for entry in fs::read_dir(&folder).expect("src/api/migrations/ is readable") {
-        let entry = entry.expect("src/api/migrations/ lists");
+    for entry in fs::read_dir(&folder).expect("migrations/ is readable") {
+        let entry = entry.expect("migrations/ lists");
         let name = entry.file_name().into_string().unwrap_or_default();
+        if name == "README.md" {
+            continue;
+        }
         let (version, description) = name
             .strip_suffix(".sql")
             .and_then(|stem| stem.split_once('_'))
             .and_then(|(version, description)| Some((version.parse::<i64>().ok()?, description)))
             .filter(|(version, _)| *version >= 1000)
             .unwrap_or_else(|| {
-                panic!("src/api/migrations/{name}: only migrations belong here, each named <version>_<description>.sql with a version from 1000, such as 1001_item_tags.sql")
+                panic!("migrations/{name}: only migrations belong here, each named <version>_<description>.sql with a version from 1000, such as 1001_item_tags.sql")
             });
         let path = entry.path().display().to_string();
         let entry = (description.replace('_', " "), path);
@@ -36,6 +37,6 @@ fn main() {
             );
             list
         });
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));
-    fs::write(out.join("migrations.rs"), list + "]\n").expect("the migration list is written");
+    let out = Path::new(&env::var_os("OUT_DIR").expect("cargo sets it")).join("migrations.rs");
+    fs::write(out, list + "]\n").expect("the migration list is written");
 }

@@ -31,6 +31,10 @@ pub const DEFAULT_PORT: u16 = {{http_port}};
 /// directory.
 pub const DATABASE_URL: &str = "sqlite://data/{{crate_name}}.db?mode=rwc";
 
+/// This service's own migrations, `migrations/*.sql` in version order,
+/// embedded by `build.rs`: add a migration by adding a file.
+pub const OWN_MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
 /// The service's settings: the runtime's sections and `[{{service_type}}]`.
 pub type Settings = nebula_runtime::Settings<App>;
 

@@ -20,8 +20,8 @@ use nebula_runtime::{
     tasks::{BoxError, Context},
 };
 
-/// The database's migrations: this service's own, `src/api/migrations/`.
-pub const MIGRATIONS: &[&[Migration]] = &[store::MIGRATIONS];
+/// The database's migrations: this service's own (`migrations/`).
+pub const MIGRATIONS: &[&[Migration]] = &[crate::OWN_MIGRATIONS];
 
 /// The `[api]` settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

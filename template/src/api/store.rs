@@ -6,11 +6,7 @@ use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 use uuid::Uuid;
 
-use nebula_runtime::database::{Database, DbError, Migration, now_ms};
-
-/// The api's migrations, in version order: every file in `migrations/`,
-/// which `build.rs` lists (add a migration by adding a file).
-pub const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+use nebula_runtime::database::{Database, DbError, now_ms};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {

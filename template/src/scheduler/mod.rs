@@ -60,9 +60,9 @@ impl ServiceSchedule for ActionSettings {
     }
 }
 
-/// The database's migrations: the scheduling engine's run table. A table
-/// of your own comes as a list of your own after it, versions from 1000.
-pub const MIGRATIONS: &[&[Migration]] = &[scheduling::MIGRATIONS];
+/// The database's migrations: the scheduling engine's run table, then this
+/// service's own (`migrations/`).
+pub const MIGRATIONS: &[&[Migration]] = &[scheduling::MIGRATIONS, crate::OWN_MIGRATIONS];
 
 /// This service's actions, by the name a job's `action` gives: register
 /// each of yours here.

@@ -42,9 +42,9 @@ impl Section for KindSettings {
     }
 }
 
-/// The database's migrations: the job engine's tables. A table of your
-/// own comes as a list of your own after it, versions from 1000.
-pub const MIGRATIONS: &[&[Migration]] = &[jobs::MIGRATIONS];
+/// The database's migrations: the job engine's tables, then this service's
+/// own (`migrations/`).
+pub const MIGRATIONS: &[&[Migration]] = &[jobs::MIGRATIONS, crate::OWN_MIGRATIONS];
 
 /// The job kinds this service runs: register each of yours here.
 ///
