@@ -11,7 +11,8 @@ fn main() {
     for entry in fs::read_dir(&folder).expect("migrations/ is readable") {
         let entry = entry.expect("migrations/ lists");
         let name = entry.file_name().into_string().unwrap_or_default();
-        if name == "README.md" {
+        // The folder's README, and an editor's swap and backup files.
+        if name == "README.md" || name.starts_with('.') || name.ends_with('~') {
             continue;
         }
         let (version, description) = name
