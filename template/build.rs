@@ -5,14 +5,14 @@
 use std::{collections::BTreeMap, env, fmt::Write as _, fs, path::Path};
 
 fn main() {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let folder = fs::canonicalize("migrations").expect("migrations/ is there");
     println!("cargo::rerun-if-changed={}", folder.display());
     let mut migrations = BTreeMap::new();
     for entry in fs::read_dir(&folder).expect("migrations/ is readable") {
         let entry = entry.expect("migrations/ lists");
         let name = entry.file_name().into_string().unwrap_or_default();
         // The folder's README, and an editor's swap and backup files.
-        if name == "README.md" || name.starts_with('.') || name.ends_with('~') {
+        if name == "README.md" || name.starts_with(['.', '#']) || name.ends_with('~') {
             continue;
         }
         let (version, description) = name
