@@ -1,6 +1,6 @@
-//! Embeds this service's migrations, `migrations/<version>_<description>.sql`,
-//! in version order as `OWN_MIGRATIONS` (`src/lib.rs`): adding a migration is
-//! adding a file. Versions below 1000 are the runtime's (its engines' tables).
+//! Embeds `migrations/<version>_<description>.sql` in version order as `OWN_MIGRATIONS`
+//! (`src/lib.rs`): a migration is a file; versions below 1000 are the runtime's. By hand,
+//! as sqlx's `migrate!` needs its `macros` feature: a proc-macro build of sqlx and both drivers.
 
 use std::{collections::BTreeMap, env, fmt::Write as _, fs, path::Path};
 
